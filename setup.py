@@ -9,8 +9,7 @@ cfg = cfg['DEFAULT']
 for key in 'version description keywords author author_email'.split():
     assert key in cfg, f'settings.ini is missing `{key}`'
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
-lic = licenses[cfg['license']]
+licenses = {'apache2': 'Apache-2.0'}  # SPDX expression
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 py_versions = '3.9 3.10 3.11 3.12 3.13'.split()
 min_python = cfg['min_python']
@@ -25,7 +24,7 @@ setuptools.setup(
     description=cfg['description'],
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    license=lic[0],
+    license=licenses[cfg['license']],
     author=cfg['author'],
     author_email=cfg['author_email'],
     keywords=cfg['keywords'],
@@ -38,7 +37,6 @@ setuptools.setup(
     classifiers=[
         'Development Status :: ' + statuses[int(cfg['status'])],
         'Intended Audience :: ' + cfg['audience'].title(),
-        'License :: ' + lic[1],
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     zip_safe=False,
