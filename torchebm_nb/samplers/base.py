@@ -66,7 +66,7 @@ class BaseSampler:
     # hooks for subclasses
     def _begin(self, x, n_steps, burn_in, generator): raise NotImplementedError
     def _step(self, run, t): raise NotImplementedError
-    def _end(self, run, diagnostics): pass
+    def _end(self, run): return {}
     def _energy(self, run): return self.model(run.x)
     def _bad_chains(self, run): return ~torch.isfinite(run.x).flatten(1).all(1)
 
@@ -164,11 +164,11 @@ def sample(self:BaseSampler,
             if s % every == 0 or s == n_steps:
                 flagged = self._check_chains(run, last_check, s, flagged)
                 last_check = s
+        extra = self._end(run)
         diagnostics = None
         if return_diagnostics:
-            diagnostics = {"energy": energy}
-            self._end(run, diagnostics)
-            diagnostics["nonfinite"] = flagged if flagged is not None else torch.zeros(B, dtype=torch.bool, device=x.device)
+            nonfinite = flagged if flagged is not None else torch.zeros(B, dtype=torch.bool, device=x.device)
+            diagnostics = {"energy": energy, **extra, "nonfinite": nonfinite}
     if flagged is not None and flagged.any():
         warnings.warn(f"{type(self).__name__}: {int(flagged.sum())} of {B} chains became non-finite (NaN or inf); "
                       f"their mask is diagnostics['nonfinite']", RuntimeWarning)
