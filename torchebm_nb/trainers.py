@@ -94,11 +94,12 @@ class ProgressCallback(Callback):
         if self.done % trainer.log_every: return
         if self.tty: print("\r" + self._line(trainer), end="", file=self.f, flush=True)
         elif self.done / max(self.total, 1) >= self.next_line - 1e-9:
-            print(self._line(trainer), file=self.f, flush=True); self.next_line += 0.1
+            print(self._line(trainer), file=self.f, flush=True); self.next_line += 0.1; self.printed = self.done
     def after_fit(self, trainer):
         if not trainer.is_main: return
         self.done = trainer.step - self.start
-        print(("\r" if self.tty else "") + self._line(trainer), file=self.f, flush=True)
+        if self.tty: print("\r" + self._line(trainer), file=self.f, flush=True)
+        elif getattr(self, 'printed', None) != self.done: print(self._line(trainer), file=self.f, flush=True)
 
 # %% ../nbs/08_trainers.ipynb #c015
 class _GlobalBatches:
@@ -299,7 +300,7 @@ def _flush(self:EBMTrainer):
     "Convert pending metric tensors to floats, append them to `history`, raise on divergence. Returns the new rows."
     if not self._pending: return []
     keys = list(self._pending[-1][2])
-    vals = torch.stack([torch.stack([m[k].float() if k in m else torch.tensor(float('nan'), device=m['loss'].device) for k in keys])
+    vals = torch.stack([torch.stack([m[k].double() if k in m else torch.tensor(float('nan'), device=m['loss'].device) for k in keys])
                         for _, _, m in self._pending])
     if self.distributed: dist.all_reduce(vals); vals /= self.world_size
     vals = vals.cpu().tolist()
