@@ -11,7 +11,7 @@ __all__ = ['SyntheticDataset', 'GaussianMixtureDataset', 'EightGaussiansDataset'
 import math
 import torch
 from torch.utils.data import Dataset
-from .models import GaussianMixtureModel
+from .mixture import GaussianMixtureModel
 
 # %% ../nbs/06_datasets.ipynb #c006
 def _make_generator(seed, generator):
@@ -91,16 +91,19 @@ class _GaussianMixtureBase(SyntheticDataset):
         "Component weights `(K,)`, summing to 1."
         return self._weights.to(self.data)
 
-    def energy_model(self, smoothing:float=0.0) -> GaussianMixtureModel:
-        "The exact normalised energy $-\\log p$ as a `GaussianMixtureModel`; with `smoothing=s`, that of $p * N(0, s^2 I)$."
-        std = math.sqrt(self.std ** 2 + _positive("smoothing", smoothing, allow_zero=True) ** 2)
-        return GaussianMixtureModel(self._centers, std, self._weights).to(device=self.data.device, dtype=self.data.dtype)
+    def energy_model(self) -> GaussianMixtureModel:
+        "The exact energy of the data density as a `torchebm_nb.mixture.GaussianMixtureModel` (dataset's dtype and device)."
+        return self._float64_model().to(device=self.data.device, dtype=self.data.dtype)
+
+    def _float64_model(self):
+        # std as a float64 tensor: a Python float would pass through float32 on its way to the means' dtype
+        return GaussianMixtureModel(self._centers, torch.tensor(self.std, dtype=torch.float64), self._weights)
 
     def log_prob(self, x:torch.Tensor) -> torch.Tensor:
         "Exact $\\log p(x)$ `(N,)` of points `x` `(N, 2)`, in `x`'s dtype and device."
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != 2:
             raise ValueError(f"log_prob expects points of shape (N, 2), got {tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        return GaussianMixtureModel(self._centers, self.std, self._weights).to(x).log_prob(x)
+        return self._float64_model().to(x).log_prob(x)
 
     def sample(self, n:int, seed:int|None=None, generator:torch.Generator|None=None) -> torch.Tensor:
         "`n` fresh exact draws `(n, 2)` from the mixture (own generator, as for construction)."

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MLP', 'NeuralNetworkModel', 'NeuralEnergyFunction', 'MLPEnergyModel', 'ConvEnergyModel', 'ResidualBlock',
-           'ResNetEnergyModel', 'GaussianMixtureModel']
+           'ResNetEnergyModel']
 
 # %% ../nbs/05_models.ipynb #c003
 import copy
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
-from .core import BaseModel, BaseEnergyFunction, AnalyticalModel, GaussianModel, GaussianEnergy, CompositeModel
+from .core import BaseModel, BaseEnergyFunction, GaussianModel, GaussianEnergy, CompositeModel
 
 # %% ../nbs/05_models.ipynb #c006
 def _activation(activation, default=nn.SiLU) -> nn.Module:
@@ -209,61 +209,3 @@ class ResNetEnergyModel(BaseModel):
         h = self.input_proj(_check_vectors(self, x, self.input_dim))
         for block in self.blocks: h = block(h)
         return self.output_proj(h)[:, 0]
-
-# %% ../nbs/05_models.ipynb #c044
-class GaussianMixtureModel(AnalyticalModel):
-    "Normalised energy $E(x)=-\\log\\sum_k w_k\\,\\mathcal N(x; c_k, \\sigma_k^2 I)$ of an isotropic Gaussian mixture."
-    def __init__(self,
-                 centers,       # component means `(K, d)`
-                 std,           # component standard deviations: a number, or `K` numbers
-                 weights=None,  # `K` non-negative weights summing to 1 (default: equal)
-                ):
-        super().__init__()
-        c = torch.as_tensor(centers)
-        if not c.is_floating_point(): c = c.to(torch.get_default_dtype())
-        if c.ndim != 2: raise ValueError(f"centers must have shape (K, d), got {tuple(c.shape)}")
-        K, d = c.shape
-        s = torch.as_tensor(std, dtype=c.dtype, device=c.device)
-        s = s.expand(K).clone() if s.ndim == 0 else s
-        if s.shape != (K,) or not bool((s > 0).all()): raise ValueError(f"std must be a positive number or {K} positive numbers")
-        w = torch.full((K,), 1.0 / K, dtype=c.dtype, device=c.device) if weights is None else torch.as_tensor(weights, dtype=c.dtype, device=c.device)
-        if w.shape != (K,) or bool((w < 0).any()) or abs(float(w.sum()) - 1) > 1e-6:
-            raise ValueError(f"weights must be {K} non-negative numbers summing to 1")
-        self.register_buffer("centers", c.clone())
-        self.register_buffer("std", s)
-        self.register_buffer("weights", w / w.sum())
-        self.dim = d
-
-    def _logits(self, x):
-        "$\\ell_k(x)$, `(B, K)`."
-        d2 = (x[:, None, :] - self.centers).square().sum(-1)
-        log_coef = self.weights.log() - 0.5 * self.dim * torch.log(2 * torch.pi * self.std.square())
-        return log_coef - d2 / (2 * self.std.square())
-
-    def forward(self, x): return -torch.logsumexp(self._logits(self._vec(x)), dim=1)
-
-    def _grad_from(self, x, logits):
-        a = torch.softmax(logits, dim=1) / self.std.square()  # r_k / sigma_k^2
-        return x * a.sum(1, keepdim=True) - a @ self.centers
-
-    def _grad(self, x): return self._grad_from(x, self._logits(x))
-
-    def energy_and_gradient(self, x:torch.Tensor):
-        "Energy and closed-form gradient from one evaluation of the component log-densities."
-        x = self._vec(x)
-        logits = self._logits(x)
-        return -torch.logsumexp(logits, dim=1), self._grad_from(x, logits)
-
-    def log_prob(self, x:torch.Tensor) -> torch.Tensor:
-        "Exact $\\log p(x)$, `(B,)`."
-        return -self(x)
-
-    def log_partition(self) -> float:
-        "$\\log Z = 0$: the energy is normalised."
-        return 0.0
-
-    def sample(self, n:int, generator:torch.Generator|None=None) -> torch.Tensor:
-        "`n` exact samples `(n, d)`."
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, self.dim, generator=generator, device=self.centers.device, dtype=self.centers.dtype)
-        return self.centers[k] + self.std[k, None] * z
