@@ -58,7 +58,7 @@ class SyntheticDataset(Dataset):
     def __getitem__(self, i): return self.data[i]
     def __repr__(self): return f"{type(self).__name__}(n_samples={self.n_samples}, dtype={self.data.dtype}, device={self.data.device})"
 
-# %% ../nbs/06_datasets.ipynb #c009
+# %% ../nbs/06_datasets.ipynb #c010
 def _randn(g, *shape): return torch.randn(*shape, generator=g, device=g.device, dtype=torch.float64)
 def _rand(g, *shape): return torch.rand(*shape, generator=g, device=g.device, dtype=torch.float64)
 def _randint(g, high, n): return torch.randint(high, (n,), generator=g, device=g.device)
@@ -67,7 +67,7 @@ def _positive(name, v, allow_zero=False):
     if not (v >= 0 if allow_zero else v > 0): raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {v}")
     return float(v)
 
-# %% ../nbs/06_datasets.ipynb #c011
+# %% ../nbs/06_datasets.ipynb #c012
 class _GaussianMixtureBase(SyntheticDataset):
     "Shared machinery of the isotropic Gaussian mixture datasets."
     def _init_mixture(self, centers, std, weights=None):
@@ -110,7 +110,7 @@ class _GaussianMixtureBase(SyntheticDataset):
         g = _make_generator(seed, generator)
         return self._generate(n, g).to(device=self.data.device, dtype=self.data.dtype)
 
-# %% ../nbs/06_datasets.ipynb #c012
+# %% ../nbs/06_datasets.ipynb #c013
 class GaussianMixtureDataset(_GaussianMixtureBase):
     "Equal-weight mixture of `n_components` Gaussians with centres evenly spaced on a circle (the first at angle 0)."
     def __init__(self,
@@ -130,7 +130,7 @@ class GaussianMixtureDataset(_GaussianMixtureBase):
         self._init_mixture(self.radius * torch.stack([ang.cos(), ang.sin()], 1), std)
         super().__init__(n_samples, seed, generator, dtype, device)
 
-# %% ../nbs/06_datasets.ipynb #c014
+# %% ../nbs/06_datasets.ipynb #c015
 class EightGaussiansDataset(GaussianMixtureDataset):
     "Eight equal Gaussians on a circle; defaults are the classic benchmark (radius $4/\\sqrt2$, std $0.5/\\sqrt2$)."
     def __init__(self,
@@ -144,7 +144,7 @@ class EightGaussiansDataset(GaussianMixtureDataset):
                 ):
         super().__init__(n_samples, 8, std, radius, seed, generator, dtype, device)
 
-# %% ../nbs/06_datasets.ipynb #c015
+# %% ../nbs/06_datasets.ipynb #c016
 class GridDataset(_GaussianMixtureBase):
     "Equal-weight mixture of Gaussians centred on a `grid_size × grid_size` lattice spanning `[-range_limit, range_limit]²`."
     def __init__(self,
@@ -165,7 +165,7 @@ class GridDataset(_GaussianMixtureBase):
         self._init_mixture(torch.stack([X.flatten(), Y.flatten()], 1), std)
         super().__init__(n_samples, seed, generator, dtype, device)
 
-# %% ../nbs/06_datasets.ipynb #c025
+# %% ../nbs/06_datasets.ipynb #c030
 class TwoMoonsDataset(SyntheticDataset):
     "Two interleaved half circles (radius 1), centred at the origin, plus Gaussian noise."
     def __init__(self,
@@ -186,7 +186,7 @@ class TwoMoonsDataset(SyntheticDataset):
         y = torch.where(upper, t.sin(), 0.5 - t.sin()) - 0.25
         return torch.stack([x, y], 1) + self.noise * _randn(g, n, 2)
 
-# %% ../nbs/06_datasets.ipynb #c028
+# %% ../nbs/06_datasets.ipynb #c033
 class SwissRollDataset(SyntheticDataset):
     "2D Swiss roll: the spiral $t(\\cos t, \\sin t)/5$, $t \\in [1.5\\pi, 4.5\\pi]$ uniform, plus Gaussian noise."
     def __init__(self,
@@ -222,7 +222,7 @@ class CircleDataset(SyntheticDataset):
         a = 2 * math.pi * _rand(g, n)
         return self.radius * torch.stack([a.cos(), a.sin()], 1) + self.noise * _randn(g, n, 2)
 
-# %% ../nbs/06_datasets.ipynb #c032
+# %% ../nbs/06_datasets.ipynb #c037
 class CheckerboardDataset(SyntheticDataset):
     "Uniform on the black cells ($i+j$ even) of an `n_squares × n_squares` board over `[-range_limit, range_limit]²`."
     def __init__(self,
@@ -247,7 +247,7 @@ class CheckerboardDataset(SyntheticDataset):
         side = 2 * self.range_limit / k
         return -self.range_limit + side * (cell + _rand(g, n, 2))
 
-# %% ../nbs/06_datasets.ipynb #c035
+# %% ../nbs/06_datasets.ipynb #c040
 class PinwheelDataset(SyntheticDataset):
     "Pinwheel of `n_classes` curved arms with radial and tangential Gaussian spread."
     def __init__(self,
@@ -276,7 +276,7 @@ class PinwheelDataset(SyntheticDataset):
         a = 2 * math.pi * k / self.n_classes + self.rate * f1.exp()
         return self.scale * torch.stack([f1 * a.cos() - f2 * a.sin(), f1 * a.sin() + f2 * a.cos()], 1)
 
-# %% ../nbs/06_datasets.ipynb #c046
+# %% ../nbs/06_datasets.ipynb #c051
 _SKLEARN_MSG = ("the digits dataset needs scikit-learn, an optional dependency of torchebm_nb that is not installed: "
                 "install it with `pip install scikit-learn`")
 
@@ -289,7 +289,7 @@ def _sklearn():
         raise ImportError(_SKLEARN_MSG) from e
     return sk_load_digits, train_test_split
 
-# %% ../nbs/06_datasets.ipynb #c047
+# %% ../nbs/06_datasets.ipynb #c052
 def _digits(split, value_range, test_size, random_state, dtype, device):
     "Images `(N,1,8,8)`, labels `(N,)` and the indices into the 1797 images of the requested split."
     sk_load_digits, train_test_split = _sklearn()
@@ -317,11 +317,17 @@ def load_digits(split:str|None=None,         # `None` (all 1797), `'train'` or `
     x, y, _ = _digits(split, value_range, test_size, random_state, dtype, device)
     return x, y
 
-# %% ../nbs/06_datasets.ipynb #c048
+# %% ../nbs/06_datasets.ipynb #c053
 class DigitsDataset(Dataset):
-    "scikit-learn's 8×8 digits as a `Dataset` of `(image (1, 8, 8), label)` pairs; see `load_digits` for the arguments."
-    def __init__(self, split:str|None=None, value_range=(-1.0, 1.0), test_size:int|float=450, random_state:int=0,
-                 dtype:torch.dtype|None=None, device=None):
+    "scikit-learn's 8×8 digits as a `Dataset` of `(image (1, 8, 8), label)` pairs, with `images`, `labels` and `indices`."
+    def __init__(self,
+                 split:str|None=None,         # `None` (all 1797), `'train'` or `'test'`
+                 value_range=(-1.0, 1.0),     # intensities 0..16 are mapped linearly onto this interval
+                 test_size:int|float=450,     # size of the test split (an int, or a fraction as in scikit-learn)
+                 random_state:int=0,          # seed of the stratified split
+                 dtype:torch.dtype|None=None, # dtype of the images (default: torch's default dtype)
+                 device=None,                 # device of the tensors
+                ):
         self.images, self.labels, self.indices = _digits(split, value_range, test_size, random_state, dtype, device)
         self.split, self.value_range = split, tuple(float(v) for v in value_range)
 
