@@ -10,9 +10,8 @@ __all__ = ['MLP', 'NeuralNetworkModel', 'NeuralEnergyFunction', 'MLPEnergyModel'
 import copy
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
-from .core import BaseModel, BaseEnergyFunction, GaussianModel, GaussianEnergy, CompositeModel
+from .core import BaseModel
 
 # %% ../nbs/05_models.ipynb #c006
 def _activation(activation, default=nn.SiLU) -> nn.Module:
@@ -42,8 +41,8 @@ def _spectral(layer:nn.Module) -> nn.Module:
         U, _, Vh = torch.linalg.svd(layer.weight.reshape(layer.weight.shape[0], -1), full_matrices=False)
     layer = spectral_norm(layer)
     sn = layer.parametrizations.weight[0]
-    with torch.no_grad():
-        sn._u.copy_(U[:, 0]); sn._v.copy_(Vh[0])
+    if hasattr(sn, "_u") and hasattr(sn, "_v"):  # PyTorch's power-iteration state (buffers of the parametrisation)
+        with torch.no_grad(): sn._u.copy_(U[:, 0]); sn._v.copy_(Vh[0])
     return layer
 
 # %% ../nbs/05_models.ipynb #c014
