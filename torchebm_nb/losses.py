@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from .core import BaseModel, check_finite, _autograd_energy_and_grad
+from .core import BaseModel, check_finite, check_energy_shape, _autograd_energy_and_grad, _NO_X
 
 # %% ../nbs/07_losses.ipynb #c007
 def _on(t, device): return t if t.device == device else t.to(device, non_blocking=True)
@@ -61,6 +61,7 @@ class BaseLoss(nn.Module):
         self.metrics = {}
 
     def __setattr__(self, name, value):
+        if name in ('metrics', 'negatives', 'indices', 'reinit_mask'): self.__dict__[name] = value; return  # per-call, plain
         if name in type(self)._unregistered:
             if value is not None and not isinstance(value, nn.Module) and name == 'model':
                 raise TypeError(f"model must be an nn.Module (an energy model), got {type(value).__name__}")
@@ -95,14 +96,19 @@ def forward(self:BaseLoss, *args):
     else: raise TypeError(f"call {type(self).__name__} as loss_fn(x) or loss_fn(model, x), got {len(args)} arguments")
     if self.model is None:
         raise ValueError(f"{type(self).__name__} has no model: pass one at construction (model=...) or call loss_fn(model, x)")
-    loss, metrics, checks = self.compute(self.model, self._check_batch(x))
+    x = self._check_batch(x)
+    return self._finish(x, *self.compute(self.model, x))
+
+@patch
+def _finish(self:BaseLoss, x, loss, metrics, checks):
+    "The finiteness check (one sync) and the bookkeeping of `metrics`."
     if self.check_finite: self._raise_if_not_finite(loss, {'the data batch': x, **checks})
     self.metrics = {'loss': loss.detach(), **{k: v.detach() for k, v in metrics.items()}}
     return loss
 
 @patch
 def _raise_if_not_finite(self:BaseLoss, loss, checks):
-    if bool(torch.isfinite(loss)): return  # the one host-device synchronisation
+    if math.isfinite(loss.item()): return  # the one host-device synchronisation (cheaper than an isfinite kernel)
     name = type(self).__name__
     for what, t in checks.items():
         try: check_finite(t.detach(), what)
@@ -125,9 +131,17 @@ def set_extra_state(self:BaseLoss, state):
 # %% ../nbs/07_losses.ipynb #c017
 def _energy_grad_graph(model, x):
     "Energies and $\\nabla_x E$ at a fresh leaf copy of `x`, keeping the graph (for losses). Returns (xg, E, grad)."
+    if torch.is_inference_mode_enabled() or x.is_inference():  # rare: the general (slower) path handles it
+        xg = x.clone().requires_grad_(True) if x.is_inference() else x.detach().requires_grad_(True)
+        with torch.enable_grad(): e, g = _autograd_energy_and_grad(model, xg, create_graph=True)
+        return xg, e, g
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        e, g = _autograd_energy_and_grad(model, xg, create_graph=True)
+        e = model(xg)
+        if not isinstance(model, BaseModel): check_energy_shape(e, xg)   # a BaseModel checks its own output
+        if not e.requires_grad: raise ValueError(_NO_X)
+        g, = torch.autograd.grad(e.sum(), xg, create_graph=True, allow_unused=True)
+    if g is None: raise ValueError(_NO_X)
     return xg, e, g
 
 def _exact_laplacian(xg, g):
@@ -179,7 +193,7 @@ class ScoreMatching(BaseLoss):
         sq = 0.5 * g.flatten(1).square().sum(1)
         sq, lap = _f32(sq), _f32(lap)
         loss = (sq - lap).mean()
-        return loss, {'sq_grad': sq.mean(), 'laplacian': lap.mean(), 'energy': _f32(e).mean()}, \
+        return loss, {'sq_grad': sq.detach().mean(), 'laplacian': lap.detach().mean(), 'energy': _f32(e.detach()).mean()}, \
                {'the energy': e, 'the energy gradient': g, 'the Laplacian': lap}
 
 # %% ../nbs/07_losses.ipynb #c036
@@ -215,7 +229,7 @@ class SlicedScoreMatching(BaseLoss):
         trace = _f32(trace / self.n_projections)
         quad = _f32(0.5 * g.flatten(1).square().sum(1) if self.variance_reduction else quad / self.n_projections)
         loss = (quad - trace).mean()
-        return loss, {'sq_grad': quad.mean(), 'laplacian': trace.mean(), 'energy': _f32(e).mean()}, \
+        return loss, {'sq_grad': quad.detach().mean(), 'laplacian': trace.detach().mean(), 'energy': _f32(e.detach()).mean()}, \
                {'the energy': e, 'the energy gradient': g, 'the projected Hessian': trace}
 
 # %% ../nbs/07_losses.ipynb #c042
@@ -248,7 +262,7 @@ class DenoisingScoreMatching(BaseLoss):
         _, e, g = _energy_grad_graph(model, x + s * eps)
         r = (s * g - eps) if self.multi else (g - eps / s)   # σ²-weighted or plain residual
         per = _f32(0.5 * r.flatten(1).square().sum(1))
-        return per.mean(), {'energy': _f32(e).mean()}, \
+        return per.mean(), {'energy': _f32(e.detach()).mean()}, \
                {'the energy at the noisy data': e, 'the energy gradient at the noisy data': g}
 
 # %% ../nbs/07_losses.ipynb #c054
@@ -340,15 +354,35 @@ def compute(self:ContrastiveDivergence, model, x):
         neg = neg.detach()
         if self.persistent: self.replay_buffer.index_copy_(0, self.indices, neg)
     self.negatives = neg
-    e = _f32(model(torch.cat([x, neg.to(x.dtype)])))
-    pos, negE = e[:B], e[B:]
-    loss = pos.mean() - negE.mean()
-    reg = self.energy_reg * (pos.square().mean() + negE.square().mean()) if self.energy_reg else torch.zeros_like(loss)
-    metrics = {'pos_energy': pos.mean(), 'neg_energy': negE.mean(), 'reg': reg}
+    loss, metrics, checks = self._contrast(model, x, neg)
     if self.persistent: metrics['reinit_fraction'] = self.reinit_mask.float().mean()
-    return loss + reg, metrics, {'the negative samples': neg, 'the data energy': pos, 'the negative-sample energy': negE}
+    return loss, metrics, checks
+
+@patch
+def _contrast(self:ContrastiveDivergence, model, x, neg):
+    "The loss from data `x` and (constant) negatives `neg`."
+    pos, negE = _f32(model(x)), _f32(model(neg.to(x.dtype)))
+    pm, nm = pos.mean(), negE.mean()
+    reg = self.energy_reg * (pos.square().mean() + negE.square().mean()) if self.energy_reg else torch.zeros_like(pm)
+    return pm - nm + reg, {'pos_energy': pm, 'neg_energy': nm, 'reg': reg}, {'the negative samples': neg, 'the data energy': pos, 'the negative-sample energy': negE}
 
 # %% ../nbs/07_losses.ipynb #c060
+@patch
+def contrastive(self:ContrastiveDivergence,
+                model:nn.Module|None, # the model (None: the bound one)
+                x:torch.Tensor,       # data batch `(B, *dims)`
+                neg:torch.Tensor,     # negatives `(M, *dims)`, treated as constants
+               ) -> torch.Tensor:
+    "The CD loss for given negatives, without sampling."
+    if model is not None: self._bind(model)
+    if self.model is None: raise ValueError("ContrastiveDivergence has no model: pass one")
+    x, neg = self._check_batch(x), self._check_batch(neg).detach()
+    if neg.shape[1:] != x.shape[1:]:
+        raise ValueError(f"negatives of shape {tuple(neg.shape)} do not match the data's points of shape {tuple(x.shape[1:])}")
+    self.negatives = neg
+    return self._finish(x, *self._contrast(self.model, x, neg))
+
+# %% ../nbs/07_losses.ipynb #c062
 @patch
 def _load_from_state_dict(self:ContrastiveDivergence, state_dict, prefix, *args, **kwargs):
     key = prefix + "replay_buffer"
@@ -360,7 +394,7 @@ def _load_from_state_dict(self:ContrastiveDivergence, state_dict, prefix, *args,
             self.replay_buffer = torch.empty_like(saved)
     nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
 
-# %% ../nbs/07_losses.ipynb #c061
+# %% ../nbs/07_losses.ipynb #c063
 class PersistentContrastiveDivergence(ContrastiveDivergence):
     "Persistent contrastive divergence: `ContrastiveDivergence` with `persistent=True`."
     def __init__(self, model=None, sampler=None, k:int=10, *, buffer_size:int=10000, reinit_prob:float=0.05,
