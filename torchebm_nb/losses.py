@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from .core import BaseModel, check_finite, check_energy_shape, _autograd_energy_and_grad, _NO_X
+from .core import BaseModel, check_finite, check_energy_shape, _NO_X
 
 # %% ../nbs/07_losses.ipynb #c007
 def _on(t, device): return t if t.device == device else t.to(device, non_blocking=True)
@@ -57,6 +57,9 @@ class BaseLoss(nn.Module):
                  check_finite:bool=True, # raise if the loss is not finite (costs one host-device sync per call)
                 ):
         super().__init__()
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__} "
+                            "(for a seed, pass torch.Generator().manual_seed(seed))")
         self.model, self.generator, self.check_finite = model, generator, check_finite
         self.metrics = {}
 
@@ -131,10 +134,9 @@ def set_extra_state(self:BaseLoss, state):
 # %% ../nbs/07_losses.ipynb #c017
 def _energy_grad_graph(model, x):
     "Energies and $\\nabla_x E$ at a fresh leaf copy of `x`, keeping the graph (for losses). Returns (xg, E, grad)."
-    if torch.is_inference_mode_enabled() or x.is_inference():  # rare: the general (slower) path handles it
-        xg = x.clone().requires_grad_(True) if x.is_inference() else x.detach().requires_grad_(True)
-        with torch.enable_grad(): e, g = _autograd_energy_and_grad(model, xg, create_graph=True)
-        return xg, e, g
+    if torch.is_inference_mode_enabled() or x.is_inference():
+        raise RuntimeError("this loss differentiates the energy in x, which torch.inference_mode() forbids: evaluate it "
+                           "under torch.no_grad() instead (and clone inference-mode tensors first)")
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
         e = model(xg)
