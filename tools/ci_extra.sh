@@ -4,6 +4,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
+# standalone use: pick up the project venv when none is active (.ci/run activates .venv-ci before calling this)
+if [[ -z "${VIRTUAL_ENV:-}" ]]; then
+  for v in .venv-ci .venv; do [[ -f $v/bin/activate ]] && { source $v/bin/activate; break; }; done
+fi
+export MPLBACKEND=${MPLBACKEND:-Agg}
 rc=0
 say() { echo "--- $* ($(( $(date +%s) - t0 ))s)"; }
 
