@@ -399,7 +399,17 @@ def _load_from_state_dict(self:ContrastiveDivergence, state_dict, prefix, *args,
 # %% ../nbs/07_losses.ipynb #c063
 class PersistentContrastiveDivergence(ContrastiveDivergence):
     "Persistent contrastive divergence: `ContrastiveDivergence` with `persistent=True`."
-    def __init__(self, model=None, sampler=None, k:int=10, *, buffer_size:int=10000, reinit_prob:float=0.05,
-                 init:str="noise", energy_reg:float=0.0, generator=None, check_finite:bool=True):
+    def __init__(self,
+                 model:nn.Module|None=None, # the energy model (default: the sampler's model)
+                 sampler=None,              # an MCMC sampler, re-pointed at the model
+                 k:int=10,                  # sampler steps per batch
+                 *,
+                 buffer_size:int=10000,     # number of persistent chains
+                 reinit_prob:float=0.05,    # per drawn chain, probability of restarting it from `init`
+                 init:str="noise",          # restart distribution: "noise" (N(0, I)) or "data" (the data batch)
+                 energy_reg:float=0.0,      # α, the weight of the energy-magnitude penalty
+                 generator:torch.Generator|None=None, # source of all randomness
+                 check_finite:bool=True,    # raise on a non-finite loss (one sync per call)
+                ):
         super().__init__(model, sampler, k, persistent=True, buffer_size=buffer_size, reinit_prob=reinit_prob,
                          init=init, energy_reg=energy_reg, generator=generator, check_finite=check_finite)
