@@ -12,6 +12,10 @@ For each page (the rendered DOM after scripts ran, from `chromium --headless --d
 - LaTeX typeset: on pages with math, MathJax ran (rendered math elements present, no `Math input error`);
 - every notebook has a page and every page is in the sidebar.
 
+`--self-test` first builds a tiny preview with one known defect per page (traceback, missing title, broken link,
+bad anchor, invalid image, untypeset LaTeX) and fails unless every defect is reported: a check that cannot fail is
+no check. CI runs it with the self-test.
+
 Exit status 0 when all pages pass, 1 on a failure, 2 when no Chromium is found (then it says so plainly; with
 `--allow-missing-browser` it exits 0 after saying so). No Python dependency beyond the standard library.
 """
@@ -104,11 +108,11 @@ def check_page(rel, meta, dom, preview=PREVIEW):
         if TRACEBACK.search(text):
             line = next((l for l in text.splitlines() if TRACEBACK.search(l)), text.strip()[:120])
             probs.append(f'Python traceback in an output: {line.strip()[:160]}')
+    good = [s for s in p.imgs if _valid_image(s, page_dir)]
+    if len(good) < len(p.imgs): probs.append(f'{len(p.imgs) - len(good)} <img> elements that are not valid images')
     if meta.get('source'):
         n_exp, missing = expected_figures(ROOT / meta['source'])
-        good = [s for s in p.imgs if _valid_image(s, page_dir)]
         if len(good) < n_exp: probs.append(f'{len(good)} valid figures on the page, the notebook has {n_exp} image outputs')
-        if len(good) < len(p.imgs): probs.append(f'{len(p.imgs) - len(good)} <img> elements that are not valid images')
         for i in missing: probs.append(f'cell {i} of {meta["source"]} draws a figure but has no saved image output')
     for kind, url in p.links:
         if re.match(r'^[a-zA-Z][\w+.-]*:', url) or url.startswith('//'): continue   # http:, mailto:, data:, javascript:
@@ -127,11 +131,52 @@ def check_page(rel, meta, dom, preview=PREVIEW):
         if p.math_errors: probs.append(f'{p.math_errors} MathJax errors (bad LaTeX)')
     return probs
 
+SELF_TEST_PAGES = {  # page -> (html body, the problem the check must report)
+    'good.html': ('<h1>Good</h1><p>$x^2$</p><a href="sub/other.html#there">ok</a><img src="data:image/png;base64,'
+                  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==">', None),
+    'sub/other.html': ('<h1 id="there">Other</h1><a href="../good.html">back</a>', None),
+    'traceback.html': ('<h1>T</h1><div class="jp-RenderedText jp-OutputArea-output" data-mime-type="application/vnd.jupyter.stderr">'
+                       '<pre>Traceback (most recent call last)\nValueError: boom</pre></div>', 'Python traceback'),
+    'notitle.html': ('<p>no heading</p>', 'no <h1>'),
+    'broken.html': ('<h1>B</h1><a href="missing.html">x</a>', 'broken a link: missing.html'),
+    'anchor.html': ('<h1>A</h1><a href="sub/other.html#nowhere">x</a>', 'no element with id "nowhere"'),
+    'badimg.html': ('<h1>I</h1><img src="data:image/png;base64,AAAA">', 'not valid images'),
+    'nomath.html': ('<h1>M</h1><p>$x^2$</p>', 'LaTeX on the page was not typeset'),
+}
+
+def self_test(browser):
+    "Build a small preview with one known defect per page and check that each defect is reported (and none on good pages)."
+    with tempfile.TemporaryDirectory(prefix='check_docs_selftest_') as d:
+        root = Path(d)
+        mj = Path('/usr/share/javascript/mathjax')
+        pages = {}
+        for rel, (body, _) in SELF_TEST_PAGES.items():
+            f = root / rel; f.parent.mkdir(parents=True, exist_ok=True)
+            up = '../' * (len(Path(rel).parts) - 1)
+            script = (f'<script src="{up}_mathjax/MathJax.js?config=TeX-AMS_CHTML-full"></script>'
+                      '<script type="text/x-mathjax-config">MathJax.Hub.Config({tex2jax: {inlineMath: [["$","$"]]}});</script>'
+                      if rel in ('good.html',) and mj.exists() else '')
+            title = '' if rel == 'notitle.html' else rel
+            f.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>{script}</head><body>{body}</body></html>')
+            pages[rel] = {'title': rel, 'source': None, 'has_math': '$' in body and (rel != 'good.html' or mj.exists())}
+        if mj.exists(): (root / '_mathjax').symlink_to(mj, target_is_directory=True)
+        failures = []
+        for rel, (_, expected) in SELF_TEST_PAGES.items():
+            probs = check_page(rel, pages[rel], dump_dom(browser, (root / rel).as_uri()), root)
+            if expected is None and probs: failures.append(f'{rel}: expected no problem, got {probs}')
+            if expected is not None and not any(expected in p for p in probs):
+                failures.append(f'{rel}: expected a problem containing {expected!r}, got {probs}')
+        for f in failures: print('self-test FAIL', f)
+        print(f'self-test: {len(SELF_TEST_PAGES) - len(failures)}/{len(SELF_TEST_PAGES)} cases as expected'
+              + (' -- OK' if not failures else ' -- FAILED'))
+        return not failures
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--allow-missing-browser', action='store_true', help='exit 0 (after saying so) when no Chromium is installed')
     ap.add_argument('--preview', default=str(PREVIEW), help='the preview folder built by tools/preview_docs.py')
     ap.add_argument('--jobs', type=int, default=2, help='pages checked in parallel')
+    ap.add_argument('--self-test', action='store_true', help='first check that the checks detect known defects')
     a = ap.parse_args()
     preview = Path(a.preview).resolve()
     browser = find_browser()
@@ -139,6 +184,7 @@ def main():
         print('BROWSER CHECK NOT RUN: no Chromium found (looked for ' + ', '.join(BROWSERS) + ' and $CHROMIUM).\n'
               'Install Debian\'s chromium (`apt-get install chromium`) to check the docs preview in a browser.')
         sys.exit(0 if a.allow_missing_browser else 2)
+    if a.self_test and not self_test(browser): sys.exit(1)
     manifest = preview / 'pages.json'
     if not manifest.exists():
         print(f'no {manifest}: build the preview first with `python tools/preview_docs.py`'); sys.exit(1)

@@ -31,7 +31,7 @@ python tools/preview_docs.py || { echo "docs preview: FAILED to build"; rc=1; }
 
 say "browser check: python tools/check_docs.py"
 if [[ -f _preview/pages.json ]]; then
-  python tools/check_docs.py; brc=$?
+  python tools/check_docs.py --self-test; brc=$?
   if [[ $brc == 2 ]]; then echo "browser check: NOT RUN (no Chromium) -- counted as a failure"; fi
   (( brc == 0 )) || rc=1
 else
