@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['autocorrelation', 'effective_sample_size', 'split_rhat', 'mmd', 'mmd2_unbiased', 'energy_distance', 'grid_kl',
-           'total_variation', 'ModeStats', 'mode_weights_and_spreads']
+           'total_variation', 'ModeStats', 'mode_weights_and_spreads', 'AISResult', 'annealed_importance_sampling']
 
 # %% ../nbs/04_diagnostics.ipynb #c003
 import math
@@ -336,3 +336,73 @@ def mode_weights_and_spreads(samples:torch.Tensor,  # samples `(N, d)`
         if not (s > 0).all(): raise ValueError(f"std must be positive, got {std}")
         ratio = spread / s
     return ModeStats(counts.to(x.dtype) / len(x), spread, ratio, counts)
+
+# %% ../nbs/04_diagnostics.ipynb #c065
+def _ais_mala_step(model, base, beta, x, e0, g0, e1, g1, step_size, generator):
+    "One MALA step on $E_\\beta=(1-\\beta)E_0+\\beta E_1$ for every chain; returns the new state, cached energies/gradients, the accept mask and a NaN mask."
+    grad = (1 - beta) * g0 + beta * g1
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    y = x - step_size * grad + math.sqrt(2 * step_size) * noise
+    e0y, g0y = base.energy_and_gradient(y)
+    e1y, g1y = model.energy_and_gradient(y)
+    grad_y = (1 - beta) * g0y + beta * g1y
+    log_q_fwd = -0.5 * noise.flatten(1).square().sum(1)                                   # log q(y|x) up to a constant
+    log_q_bwd = -(x - y + step_size * grad_y).flatten(1).square().sum(1) / (4 * step_size)   # log q(x|y), same constant
+    log_alpha = ((1 - beta) * (e0 - e0y) + beta * (e1 - e1y)) + log_q_bwd - log_q_fwd
+    u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    acc = u.log() < log_alpha
+    a = acc.view(-1, *([1] * (x.ndim - 1)))
+    return (torch.where(a, y, x), torch.where(acc, e0y, e0), torch.where(a, g0y, g0),
+            torch.where(acc, e1y, e1), torch.where(a, g1y, g1), acc, torch.isnan(log_alpha))
+
+# %% ../nbs/04_diagnostics.ipynb #c066
+class AISResult(NamedTuple):
+    "Diagnostics of `annealed_importance_sampling`."
+    log_z: torch.Tensor           # the estimate $\log\hat Z$ (0-d)
+    log_z_se: torch.Tensor        # delta-method standard error of $\log\hat Z$
+    log_weights: torch.Tensor     # per-chain $\log w$, `(n_chains,)`
+    weights_ess: torch.Tensor     # $(\sum w)^2/\sum w^2$
+    acceptance_rate: torch.Tensor # per-chain MALA acceptance rate, `(n_chains,)`
+    samples: torch.Tensor         # final states; with `log_weights`, weighted samples of the target
+
+@torch.no_grad()
+def annealed_importance_sampling(model,                    # the target energy model $E$ (any `BaseModel`)
+                                 base,                     # tractable base with `log_partition()` and `sample(n, generator)`, e.g. a `GaussianModel`
+                                 n_chains:int=1000,        # independent AIS chains
+                                 n_temps:int=100,          # temperatures $\beta_0=0,\dots,\beta_T=1$ (evenly spaced), at least 2
+                                 n_steps:int=1,            # MALA steps per intermediate temperature
+                                 step_size:float=0.1,      # MALA step size $\epsilon$ (scale it with the target's length scale squared)
+                                 generator:torch.Generator|None=None, # randomness (base samples, proposals, accept tests)
+                                 return_diagnostics:bool=False, # return an `AISResult` instead of the estimate only
+                                ):
+    "Estimate $\\log Z$ of `model` by annealed importance sampling from `base` along the geometric path, with MALA transitions."
+    for name, v, lo in (("n_chains", n_chains, 1), ("n_temps", n_temps, 2), ("n_steps", n_steps, 0)):
+        if not isinstance(v, int) or v < lo: raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if not step_size > 0: raise ValueError(f"step_size must be positive, got {step_size}")
+    if not (callable(getattr(base, "log_partition", None)) and callable(getattr(base, "sample", None))):
+        raise TypeError(f"base must be a tractable model with log_partition() and sample(n, generator) "
+                        f"(e.g. a GaussianModel), got {type(base).__name__}")
+    log_z0 = torch.as_tensor(base.log_partition(), dtype=torch.float64)
+    x = base.sample(n_chains, generator=generator)
+    e0, g0 = base.energy_and_gradient(x)
+    e1, g1 = model.energy_and_gradient(x)
+    log_w = torch.zeros(n_chains, dtype=torch.float64, device=x.device)
+    n_acc = torch.zeros(n_chains, dtype=torch.float64, device=x.device)
+    nan_seen = torch.zeros((), dtype=torch.bool, device=x.device)
+    betas = torch.linspace(0, 1, n_temps, dtype=torch.float64).tolist()
+    for t in range(1, n_temps):
+        log_w += (betas[t] - betas[t - 1]) * (e0 - e1).double()
+        if t == n_temps - 1: break   # at beta = 1 the weights are final; a last move would not change them
+        for _ in range(n_steps):
+            x, e0, g0, e1, g1, acc, nan = _ais_mala_step(model, base, betas[t], x, e0, g0, e1, g1, step_size, generator)
+            n_acc += acc
+            nan_seen |= nan.any()
+    if nan_seen or not torch.isfinite(log_w).all():   # one synchronisation, after the loop
+        raise FloatingPointError("AIS met a NaN energy or an infinite weight: check that the model's energy is finite "
+                                 "where the base puts mass, and reduce step_size")
+    log_z = log_z0.to(x.device) + torch.logsumexp(log_w, 0) - math.log(n_chains)
+    if not return_diagnostics: return log_z
+    w = (log_w - log_w.max()).exp()
+    se = w.std() / (w.mean() * math.sqrt(n_chains)) if n_chains > 1 else torch.tensor(math.inf, dtype=torch.float64)
+    n_moves = max(1, (n_temps - 2) * n_steps)
+    return AISResult(log_z, se, log_w, w.sum() ** 2 / w.square().sum(), n_acc / n_moves, x)
