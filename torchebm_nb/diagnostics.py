@@ -148,7 +148,7 @@ def split_rhat(x:torch.Tensor,            # draws `(chains, draws, *event)`, at 
         r = _rhat(y)
     return r.reshape(event).to(x.dtype)
 
-# %% ../nbs/04_diagnostics.ipynb #c041
+# %% ../nbs/04_diagnostics.ipynb #c043
 def _as_samples(x, what):
     "Validate a sample set `(n, *dims)` and flatten it to `(n, D)`."
     if not isinstance(x, torch.Tensor): x = torch.as_tensor(x)
@@ -204,14 +204,14 @@ def _bandwidths(bw, x, y, multipliers):
         raise ValueError(f"bandwidths must be positive and finite, got {bw}")
     return h
 
-# %% ../nbs/04_diagnostics.ipynb #c042
+# %% ../nbs/04_diagnostics.ipynb #c044
 def _rbf_sums(x, y, h):
     "Kernel sums (XX with diagonal, YY with diagonal, XY) of the mixture kernel mean_h exp(-d²/2h²)."
     c = 1 / (2 * h ** 2)
     k = lambda d2: torch.stack([torch.exp(-ck * d2).sum() for ck in c]).mean()  # each block of distances is computed once
     return _pair_sum(x, x, k, True), _pair_sum(y, y, k, True), _pair_sum(x, y, k)
 
-# %% ../nbs/04_diagnostics.ipynb #c043
+# %% ../nbs/04_diagnostics.ipynb #c045
 @torch.no_grad()
 def mmd(x:torch.Tensor,          # samples `(n, *dims)`
         y:torch.Tensor,          # samples `(m, *dims)`
@@ -238,7 +238,7 @@ def mmd2_unbiased(x:torch.Tensor,  # samples `(n, *dims)`, n >= 2
     u = (kxx - n) / (n * (n - 1)) + (kyy - m) / (m * (m - 1)) - 2 * kxy / (n * m)  # each k(x_i, x_i) = 1 removed
     return u.to(dtype)
 
-# %% ../nbs/04_diagnostics.ipynb #c045
+# %% ../nbs/04_diagnostics.ipynb #c047
 @torch.no_grad()
 def energy_distance(x:torch.Tensor, # samples `(n, *dims)`
                     y:torch.Tensor, # samples `(m, *dims)`
@@ -250,7 +250,7 @@ def energy_distance(x:torch.Tensor, # samples `(n, *dims)`
     return (2 * _pair_sum(x, y, dist) / (n * m) - _pair_sum(x, x, dist, True) / n ** 2
             - _pair_sum(y, y, dist, True) / m ** 2).clamp_min(0).to(dtype)
 
-# %% ../nbs/04_diagnostics.ipynb #c054
+# %% ../nbs/04_diagnostics.ipynb #c056
 def _grid_energies(p_data, model, xlim, ylim, resolution):
     "Energies (float64, `(res, res)`) of the data (-log p) and of the model on the `energy_grid` grid."
     X, Y, E = energy_grid(model, xlim, ylim, resolution)
@@ -281,7 +281,7 @@ def _log_mass(E):
     "Log probability mass per cell of exp(-E), normalised on the grid."
     return -E - torch.logsumexp(-E.reshape(-1), 0)
 
-# %% ../nbs/04_diagnostics.ipynb #c055
+# %% ../nbs/04_diagnostics.ipynb #c057
 def grid_kl(p_data,                 # data density: a `BaseModel` (energy), a callable giving log-densities, or a log-density grid
             model,                  # the 2D energy model $E_\theta$
             xlim=(-4.5, 4.5),       # x range of the grid
@@ -306,7 +306,7 @@ def total_variation(p_data,             # data density, as for `grid_kl`
     diff = grid_density(E_data.numpy(), xlim, ylim) - grid_density(E_model.numpy(), xlim, ylim)
     return float(0.5 * np.abs(diff).sum() * cell)
 
-# %% ../nbs/04_diagnostics.ipynb #c061
+# %% ../nbs/04_diagnostics.ipynb #c063
 class ModeStats(NamedTuple):
     "Per-mode statistics of samples from a mixture."
     weights: torch.Tensor        # fraction of samples nearest to each centre, `(K,)`
@@ -337,7 +337,7 @@ def mode_weights_and_spreads(samples:torch.Tensor,  # samples `(N, d)`
         ratio = spread / s
     return ModeStats(counts.to(x.dtype) / len(x), spread, ratio, counts)
 
-# %% ../nbs/04_diagnostics.ipynb #c065
+# %% ../nbs/04_diagnostics.ipynb #c067
 def _ais_mala_step(model, base, beta, x, e0, g0, e1, g1, step_size, generator):
     "One MALA step on $E_\\beta=(1-\\beta)E_0+\\beta E_1$ for every chain; returns the new state, cached energies/gradients, the accept mask and a NaN mask."
     grad = (1 - beta) * g0 + beta * g1
@@ -355,7 +355,7 @@ def _ais_mala_step(model, base, beta, x, e0, g0, e1, g1, step_size, generator):
     return (torch.where(a, y, x), torch.where(acc, e0y, e0), torch.where(a, g0y, g0),
             torch.where(acc, e1y, e1), torch.where(a, g1y, g1), acc, torch.isnan(log_alpha))
 
-# %% ../nbs/04_diagnostics.ipynb #c066
+# %% ../nbs/04_diagnostics.ipynb #c068
 class AISResult(NamedTuple):
     "Diagnostics of `annealed_importance_sampling`."
     log_z: torch.Tensor           # the estimate $\log\hat Z$ (0-d)
