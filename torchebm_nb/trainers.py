@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, DataLoader
 from fastcore.basics import patch
 from .core import BaseModel
 
-# %% ../nbs/08_trainers.ipynb #c007
+# %% ../nbs/08_trainers.ipynb #c008
 class Callback:
     "Base class of training callbacks: override any of the hooks; each is called with the trainer."
     order = 0
@@ -29,7 +29,7 @@ class Callback:
     def after_epoch(self, trainer): pass
     def after_fit(self, trainer): pass
 
-# %% ../nbs/08_trainers.ipynb #c009
+# %% ../nbs/08_trainers.ipynb #c010
 class EarlyStopping(Callback):
     "Stop `fit` when the logged `monitor` metric has not improved by `min_delta` for `patience` consecutive logs."
     order = 10
@@ -52,7 +52,7 @@ class EarlyStopping(Callback):
         self.seen = len(vals)
         if self.bad >= self.patience: trainer.stop_training = True
 
-# %% ../nbs/08_trainers.ipynb #c011
+# %% ../nbs/08_trainers.ipynb #c012
 class SampleCallback(Callback):
     "Every `every` steps draw `n_samples` with `trainer.sample` and store `(step, samples)` in `.samples`."
     order = 20
@@ -68,7 +68,7 @@ class SampleCallback(Callback):
         if trainer.step % self.every == 0:
             self.samples.append((trainer.step, trainer.sample(self.n_samples, n_steps=self.n_steps, **self.kw).cpu()))
 
-# %% ../nbs/08_trainers.ipynb #c013
+# %% ../nbs/08_trainers.ipynb #c014
 def _fmt_metrics(d, keys=None):
     return "  ".join(f"{k}={v:.4g}" for k, v in d.items() if keys is None or k in keys)
 
@@ -101,7 +101,7 @@ class ProgressCallback(Callback):
         if self.tty: print("\r" + self._line(trainer), file=self.f, flush=True)
         elif getattr(self, 'printed', None) != self.done: print(self._line(trainer), file=self.f, flush=True)
 
-# %% ../nbs/08_trainers.ipynb #c015
+# %% ../nbs/08_trainers.ipynb #c016
 class _GlobalBatches:
     "Index batches of a shuffled epoch (one `randperm` per epoch from `generator`); each rank takes its share of each global batch."
     def __init__(self, n, batch_size, generator, rank=0, world_size=1):
@@ -130,7 +130,7 @@ class _ListBatches:
     def __iter__(self):
         for i in self.idx: yield i.tolist()
 
-# %% ../nbs/08_trainers.ipynb #c018
+# %% ../nbs/08_trainers.ipynb #c019
 def _find_generators(obj, prefix, out, depth=0):
     "Collect the `torch.Generator`s among the attributes of `obj` (and of its attributes, 3 levels deep) into `out`."
     if obj is None or depth > 3 or id(obj) in out['_seen']: return out
@@ -162,7 +162,7 @@ def _set_global_rng_state(st):
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-# %% ../nbs/08_trainers.ipynb #c021
+# %% ../nbs/08_trainers.ipynb #c022
 class EBMTrainer:
     "Train an energy model `model` with `loss_fn(model, x)` and `optimizer`; `sampler` draws samples from it."
     def __init__(self,
@@ -218,7 +218,7 @@ class EBMTrainer:
     @property
     def is_main(self): return self.rank == 0
 
-# %% ../nbs/08_trainers.ipynb #c023
+# %% ../nbs/08_trainers.ipynb #c024
 @patch
 def _forward_model(self:EBMTrainer):
     "The module the loss evaluates (the model; a low-precision wrapper in `MixedPrecisionEBMTrainer`)."
@@ -247,7 +247,7 @@ def _loss(self:EBMTrainer, pos, neg=None):
         if k != 'loss': metrics[k] = v.detach() if isinstance(v, torch.Tensor) else torch.as_tensor(float(v))
     return loss, metrics
 
-# %% ../nbs/08_trainers.ipynb #c025
+# %% ../nbs/08_trainers.ipynb #c026
 @patch
 def _backward(self:EBMTrainer, loss): loss.backward()
 
@@ -274,7 +274,7 @@ def _update_ema(self:EBMTrainer):
         torch._foreach_lerp_(ema_p, p, 1 - self.ema_decay)
         for eb, b in zip(self.ema_model.buffers(), self.model.buffers()): eb.copy_(b)
 
-# %% ../nbs/08_trainers.ipynb #c027
+# %% ../nbs/08_trainers.ipynb #c028
 @patch
 def _step(self:EBMTrainer, pos, neg=None):
     loss, metrics = self._loss(pos, neg)
@@ -294,7 +294,7 @@ def train_step(self:EBMTrainer,
     self._step(pos, neg)
     return self._flush()[-1]
 
-# %% ../nbs/08_trainers.ipynb #c029
+# %% ../nbs/08_trainers.ipynb #c030
 @patch
 def _flush(self:EBMTrainer):
     "Convert pending metric tensors to floats, append them to `history`, raise on divergence. Returns the new rows."
@@ -323,7 +323,7 @@ def _diverged(self:EBMTrainer, step, what):
 
 EBMTrainer._last_finite = None
 
-# %% ../nbs/08_trainers.ipynb #c031
+# %% ../nbs/08_trainers.ipynb #c032
 @patch
 def _prepare(self:EBMTrainer, batch, what="data batch"):
     if isinstance(batch, (list, tuple)):
@@ -347,7 +347,7 @@ def _check_fits(self:EBMTrainer, x):
     except (RuntimeError, ValueError, TypeError) as e:
         raise ValueError(f"the data (samples of shape {tuple(x.shape[1:])}) do not fit the model: {e}") from e
 
-# %% ../nbs/08_trainers.ipynb #c032
+# %% ../nbs/08_trainers.ipynb #c033
 @patch
 def _loader(self:EBMTrainer, data, batch_size):
     "An iterable of batches with `__len__` for a tensor, a `Dataset` or a `DataLoader`."
@@ -361,7 +361,7 @@ def _loader(self:EBMTrainer, data, batch_size):
         return DataLoader(data, batch_sampler=_ListBatches(_GlobalBatches(len(data), batch_size, self.generator, self.rank, self.world_size)))
     raise TypeError(f"data must be a tensor, a Dataset or a DataLoader, got {type(data).__name__}")
 
-# %% ../nbs/08_trainers.ipynb #c034
+# %% ../nbs/08_trainers.ipynb #c035
 @patch
 def _data_rng(self:EBMTrainer, loader):
     st = {'global': _global_rng_state(), 'trainer': self.generator.get_state()}
@@ -387,7 +387,7 @@ def _epoch_iter(self:EBMTrainer, loader):
     self._set_data_rng(loader, now)
     return it
 
-# %% ../nbs/08_trainers.ipynb #c036
+# %% ../nbs/08_trainers.ipynb #c037
 @patch
 def fit(self:EBMTrainer,
         data,                      # a tensor (N, *dims), a Dataset or a DataLoader
@@ -437,7 +437,7 @@ def _end_epoch(self:EBMTrainer, cbs):
     self._flush()
     for cb in cbs: cb.after_epoch(self)
 
-# %% ../nbs/08_trainers.ipynb #c038
+# %% ../nbs/08_trainers.ipynb #c039
 @patch
 def sample(self:EBMTrainer,
            n_samples:int|None=None, # number of chains
@@ -459,7 +459,7 @@ def sample(self:EBMTrainer,
     try: return self.sampler.sample(n_samples, dim, n_steps, **kwargs)
     finally: self.sampler.model = old
 
-# %% ../nbs/08_trainers.ipynb #c040
+# %% ../nbs/08_trainers.ipynb #c041
 @patch
 def _generators(self:EBMTrainer):
     out = {'_seen': {id(self.generator)}}
@@ -491,9 +491,13 @@ def state_dict(self:EBMTrainer) -> dict:
             'world_size': self.world_size, 'ranks': ranks}
 
 @patch
-def save_checkpoint(self:EBMTrainer, path):
+def save_checkpoint(self:EBMTrainer,
+                    path,                  # file to write
+                    extra:dict|None=None,  # anything else to store under the key 'extra' (e.g. a model config)
+                   ):
     "Write a checkpoint to `path` (rank 0 writes; in distributed training every rank must call this)."
     st = self.state_dict()
+    if extra is not None: st['extra'] = extra
     if self.is_main:
         path = str(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -502,7 +506,7 @@ def save_checkpoint(self:EBMTrainer, path):
     if self.distributed: dist.barrier()
     return path
 
-# %% ../nbs/08_trainers.ipynb #c041
+# %% ../nbs/08_trainers.ipynb #c042
 @patch
 def load_state_dict(self:EBMTrainer, st:dict):
     "Restore a `state_dict` (all of it: weights, optimiser, counters and random states)."
@@ -536,7 +540,7 @@ def load_checkpoint(self:EBMTrainer, path):
     self.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
     return self
 
-# %% ../nbs/08_trainers.ipynb #c043
+# %% ../nbs/08_trainers.ipynb #c044
 @patch
 def _broadcast_object(self:EBMTrainer, obj):
     lst = [obj]; dist.broadcast_object_list(lst, src=0); return lst[0]
@@ -556,7 +560,7 @@ def _allreduce_grads(self:EBMTrainer):
     flat.div_(self.world_size)
     for gr, f in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)): gr.copy_(f)
 
-# %% ../nbs/08_trainers.ipynb #c045
+# %% ../nbs/08_trainers.ipynb #c046
 class _AutocastModel(BaseModel):
     "Evaluate `model` under autocast in `amp_dtype`; energies come back in the input's dtype."
     def __init__(self, model, device_type, amp_dtype):
