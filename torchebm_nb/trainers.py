@@ -588,5 +588,12 @@ class MixedPrecisionEBMTrainer(EBMTrainer):
 def _forward_model(self:MixedPrecisionEBMTrainer): return self._amp_model
 
 @patch
+def _loss(self:MixedPrecisionEBMTrainer, pos, neg=None):
+    try: return EBMTrainer._loss(self, pos, neg)
+    finally:  # a loss that binds the model it is given (e.g. CD re-points its sampler) gets the plain model back
+        for obj in (self.loss_fn, self.sampler, getattr(self.loss_fn, 'sampler', None)):
+            if getattr(obj, 'model', None) is self._amp_model: obj.model = self.model
+
+@patch
 def _backward(self:MixedPrecisionEBMTrainer, loss):
     (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
