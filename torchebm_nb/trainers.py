@@ -459,7 +459,7 @@ def sample(self:EBMTrainer,
     try: return self.sampler.sample(n_samples, dim, n_steps, **kwargs)
     finally: self.sampler.model = old
 
-# %% ../nbs/08_trainers.ipynb #c041
+# %% ../nbs/08_trainers.ipynb #c068
 @patch
 def _generators(self:EBMTrainer):
     out = {'_seen': {id(self.generator)}}
@@ -506,7 +506,7 @@ def save_checkpoint(self:EBMTrainer,
     if self.distributed: dist.barrier()
     return path
 
-# %% ../nbs/08_trainers.ipynb #c042
+# %% ../nbs/08_trainers.ipynb #c069
 @patch
 def load_state_dict(self:EBMTrainer, st:dict):
     "Restore a `state_dict` (all of it: weights, optimiser, counters and random states)."
@@ -540,7 +540,7 @@ def load_checkpoint(self:EBMTrainer, path):
     self.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
     return self
 
-# %% ../nbs/08_trainers.ipynb #c044
+# %% ../nbs/08_trainers.ipynb #c077
 @patch
 def _broadcast_object(self:EBMTrainer, obj):
     lst = [obj]; dist.broadcast_object_list(lst, src=0); return lst[0]
@@ -560,7 +560,7 @@ def _allreduce_grads(self:EBMTrainer):
     flat.div_(self.world_size)
     for gr, f in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)): gr.copy_(f)
 
-# %% ../nbs/08_trainers.ipynb #c046
+# %% ../nbs/08_trainers.ipynb #c085
 class _AutocastModel(BaseModel):
     "Evaluate `model` under autocast in `amp_dtype`; energies come back in the input's dtype."
     def __init__(self, model, device_type, amp_dtype):
