@@ -17,7 +17,7 @@ sys.path.insert(0, HERE)
 
 SPEED = {  # script -> (full args, quick args, result file)
     "bench_samplers.py": (["--repeats", "7"], ["--repeats", "3"], "samplers.json"),
-    "bench_losses.py": (["--repeats", "7", "--steps", "40"], ["--repeats", "3", "--steps", "10"], "losses.json"),
+    "bench_losses.py": (["--repeats", "7", "--steps", "40"], ["--repeats", "5", "--steps", "10"], "losses.json"),
     "bench_extra.py": (["--repeats", "7"], ["--repeats", "3"], "extra.json"),
 }
 
@@ -114,7 +114,7 @@ def main(argv=None):
     print(format_speed(rows, extra) if rows else "(no speed results)")
     if not a.skip_quality:
         print(f"\n== quality ({summary['mode']}) ==")
-        print(quality.format_table(res))
+        print(quality.format_table(res, training_bars=not a.quick))
     summary["seconds"] = time.perf_counter() - t0
     with open(os.path.join(outdir, "summary.json"), "w") as f: json.dump(summary, f, indent=1)
     print(f"\ntotal {summary['seconds']:.0f} s; results in {os.path.relpath(outdir)}")
