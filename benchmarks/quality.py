@@ -13,7 +13,7 @@ acceptance; ESS/R-hat on a stuck configuration; log Z by AIS.
 This module is the single home of the benchmark harness: `benchmarks/run.py` and the docs notebook
 `nbs/explanations/benchmarks.ipynb` both import it.
 
-    python benchmarks/quality.py [--quick] [--only cd,pcd,...] [--iters N] [--out PATH]
+    python benchmarks/quality.py [--quick] [--only cd,pcd,...] [--iters N] [--seed S] [--out PATH]
 """
 import argparse, json, math, os, platform, sys, time
 import torch
@@ -207,13 +207,13 @@ QUICK = dict(iters=600, ula_chains=2000, ula_ref=10_000, mh_chains=500, mh_steps
 FULL = dict(iters=TRAIN["iters"], ula_chains=2000, ula_ref=10_000, mh_chains=2000, mh_steps=200, rhat_draws=1000, ais_chains=1000, ais_temps=200)
 
 
-def run_quality(quick=False, methods=METHODS, iters=None, log=print, keep_models=False):
+def run_quality(quick=False, methods=METHODS, iters=None, log=print, keep_models=False, seed=TRAIN["seed"]):
     "Run everything; returns a JSON-able dict (plus `models`/`ula_samples` when `keep_models`)."
     cfg = dict(QUICK if quick else FULL)
     if iters is not None: cfg["iters"] = iters
     flat, detail, models = {}, {}, {}
     for m in methods:
-        model, info = train(m, iters=cfg["iters"])
+        model, info = train(m, iters=cfg["iters"], seed=seed)
         ev = evaluate(m, model)
         flat[f"{m}.kl"], flat[f"{m}.tv"] = ev["kl"], ev["tv"]
         detail[m] = {**ev, "train_seconds": info["seconds"], "final_loss": info["final_loss"], "iters": cfg["iters"]}
@@ -239,7 +239,7 @@ def run_quality(quick=False, methods=METHODS, iters=None, log=print, keep_models
     detail["ais"] = ais
     flat["ais.abs_error"] = ais["abs_error"]
     log(f"AIS log Z {ais['log_z']:.4f} (true {ais['true']:.4f}, ± {ais['se']:.4f})")
-    out = {"mode": "quick" if quick else "full", "config": {**cfg, **TRAIN, "iters": cfg["iters"], "cd": CD, "pcd": PCD,
+    out = {"mode": "quick" if quick else "full", "config": {**cfg, **TRAIN, "iters": cfg["iters"], "seed": seed, "cd": CD, "pcd": PCD,
            "dsm_sigma": DSM_SIGMA}, "metrics": flat, "detail": detail, "bars": check_bars(flat),
            "env": {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
                    "machine": platform.machine()}}
@@ -279,12 +279,13 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="600 training iterations and smaller sampler runs (CI)")
     ap.add_argument("--only", default=",".join(METHODS), help="comma-separated training methods (default: all)")
     ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=TRAIN["seed"], help="training seed (the bars are stated for seed 0)")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/quality[_quick].json)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    res = run_quality(a.quick, [m for m in a.only.split(",") if m], a.iters, keep_models=True)
+    res = run_quality(a.quick, [m for m in a.only.split(",") if m], a.iters, keep_models=True, seed=a.seed)
     models, _ = res.pop("models"), res.pop("ula_samples")
-    if not a.quick and a.iters is None: save_models(models)
+    if not a.quick and a.iters is None and a.seed == TRAIN["seed"] and a.out is None: save_models(models)
     res["seconds"] = time.perf_counter() - t0
     print(format_table(res, training_bars=not a.quick and a.iters is None))
     out = a.out or os.path.join(RESULTS, "quality_quick.json" if a.quick else "quality.json")

@@ -18,7 +18,7 @@ sys.path.insert(0, HERE)
 SPEED = {  # script -> (full args, quick args, result file)
     "bench_samplers.py": (["--repeats", "7"], ["--repeats", "3"], "samplers.json"),
     "bench_losses.py": (["--repeats", "7", "--steps", "40"], ["--repeats", "5", "--steps", "10"], "losses.json"),
-    "bench_extra.py": (["--repeats", "7"], ["--repeats", "3"], "extra.json"),
+    "bench_extra.py": (["--repeats", "7", "--compile"], ["--repeats", "3"], "extra.json"),
 }
 
 
@@ -60,7 +60,7 @@ def speed_rows(outdir):
                          "library_ms": r["library_ms"], "hand_ms": r["hand_written_ms"], "ratio": r["ratio"],
                          "ratio_of_mins": min(r["library_all_ms"]) / min(r["hand_written_all_ms"]) if r.get("library_all_ms") else None,
                          "target": d.get("target_ratio")})
-        for k in ("hmc_evaluations_per_iteration", "hmc_leapfrog_steps", "trajectory_memory"):
+        for k in ("hmc_evaluations_per_iteration", "hmc_leapfrog_steps", "trajectory_memory", "torch_compile"):
             if k in d: extra[k] = d[k]
     return rows, extra
 
@@ -77,6 +77,10 @@ def format_speed(rows, extra):
     if "trajectory_memory" in extra:
         m = extra["trajectory_memory"]
         out.append("trajectory memory: " + ", ".join(f"{k}={v}" for k, v in m.items()))
+    c = extra.get("torch_compile")
+    if c and "speedup" in c:
+        out.append(f"torch.compile ({c['workload']}): library eager {c['library_eager_ms']:.1f} ms vs compiled step "
+                   f"{c['compiled_step_ms']:.1f} ms: speed-up {c['speedup']:.2f}x (compile {c['compile_seconds']:.1f} s)")
     return "\n".join(out)
 
 
