@@ -96,17 +96,21 @@ def __call__(self:BaseModel, x, *args, **kwargs):
 _NO_X = ("the energy does not depend on its input x (forward returned a tensor with no autograd path to x): "
          "check that forward uses x and does not detach it, call .item(), or convert it to NumPy")
 
-def _autograd_energy_and_grad(model, x, create_graph=False):
-    "Energy and gradient of `model` at `x` by autograd; detached unless `create_graph`."
-    with torch.inference_mode(False), torch.enable_grad():
-        if x.is_inference(): x = x.clone()
-        xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
-        e = model(xg)
-        check_energy_shape(e, xg)
-        if not e.requires_grad: raise ValueError(_NO_X)
-        g, = torch.autograd.grad(e.sum(), xg, create_graph=create_graph, allow_unused=True)
+def _energy_and_grad(model, x, create_graph):
+    xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
+    e = model(xg)
+    check_energy_shape(e, xg)
+    if not e.requires_grad: raise ValueError(_NO_X)
+    g, = torch.autograd.grad(e.sum(), xg, create_graph=create_graph, allow_unused=True)
     if g is None: raise ValueError(_NO_X)
     return (e, g) if create_graph else (e.detach(), g)
+
+def _autograd_energy_and_grad(model, x, create_graph=False):
+    "Energy and gradient of `model` at `x` by autograd; detached unless `create_graph`."
+    if torch.is_grad_enabled() and not torch.is_inference_mode_enabled() and not x.is_inference():
+        return _energy_and_grad(model, x, create_graph)  # the common case: no context switches on the hot path
+    with torch.inference_mode(False), torch.enable_grad():
+        return _energy_and_grad(model, x.clone() if x.is_inference() else x, create_graph)
 
 # %% ../nbs/00_core.ipynb #c020
 @patch
