@@ -1,11 +1,13 @@
 """Run all benchmarks: speed (library vs hand-written PyTorch loops) and quality (bars against exact densities).
 
-    python benchmarks/run.py [--quick] [--skip-speed] [--skip-quality]
+    python benchmarks/run.py [--quick] [--skip-speed] [--skip-quality] [--jem]
 
 Speed: runs bench_samplers.py, bench_losses.py and bench_extra.py (each in its own process, one CPU thread), then
 prints one table from their JSON. Quality: benchmarks/quality.py (in process). Full results go to benchmarks/results/
 (speed: samplers.json, losses.json, extra.json; quality.json; summary.json); `--quick` (for CI: fewer repeats,
 600 training iterations, smaller sampler runs) writes to benchmarks/results/quick/ and leaves the full results alone.
+`--jem` adds the JEM digits section (benchmarks/jem_digits.py: hybrid classifier/EBM on scikit-learn digits, about
+two CPU minutes in full, 15 s in quick mode; writes jem_digits.json next to the other results).
 Exit status 1 if a quality bar is missed in a full run (in quick mode the training bars are not expected to hold:
 600 iterations leave every method near KL 0.45; the sampler bars are checked).
 """
@@ -89,6 +91,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="CI mode: a few minutes on 2 CPU cores")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--jem", action="store_true", help="also run the JEM digits quality section (benchmarks/jem_digits.py)")
     a = ap.parse_args(argv)
     outdir = os.path.join(RESULTS, "quick") if a.quick else RESULTS
     os.makedirs(outdir, exist_ok=True)
@@ -114,11 +117,23 @@ def main(argv=None):
         summary["quality_seconds"], summary["bars"] = res["seconds"], res["bars"]
         checked = {k: b for k, b in res["bars"].items() if not (a.quick and k.endswith(".kl"))}
         ok = all(b["ok"] for b in checked.values())
+    if a.jem:
+        import torch
+        torch.set_num_threads(1)
+        import jem_digits
+        jem, _, jem_buf = jem_digits.run(a.quick, log=None)
+        with open(os.path.join(outdir, "jem_digits.json"), "w") as f: json.dump(jem, f, indent=1)
+        if not a.quick: jem_digits.save_grid(jem_buf, os.path.join(outdir, "jem_digits_samples"))
+        summary["jem_seconds"], summary["jem_bars"] = sum(jem["seconds"].values()), jem["bars"]
+        if not a.quick: ok = ok and all(b["ok"] for b in jem["bars"].values())
     print("\n== speed (CPU medians; ratio = library / hand-written) ==")
     print(format_speed(rows, extra) if rows else "(no speed results)")
     if not a.skip_quality:
         print(f"\n== quality ({summary['mode']}) ==")
         print(quality.format_table(res, training_bars=not a.quick))
+    if a.jem:
+        print(f"\n== JEM digits ({summary['mode']}) ==")
+        print(jem_digits.format_table(jem))
     summary["seconds"] = time.perf_counter() - t0
     with open(os.path.join(outdir, "summary.json"), "w") as f: json.dump(summary, f, indent=1)
     print(f"\ntotal {summary['seconds']:.0f} s; results in {os.path.relpath(outdir)}")
