@@ -93,7 +93,8 @@ def _kinetic(p, inv_m):
 @patch
 def _step(self:HamiltonianMonteCarlo, run, t):
     eps = run.eps if not isinstance(run.eps, list) else run.eps[t]
-    if run.adapt and t < run.burn_in: eps = run.da_eps           # 0-d tensor while adapting
+    adapting = run.adapt and t < run.burn_in
+    if adapting: eps = run.da_eps                                   # 0-d tensor while adapting
     half, neg = (-0.5 * eps, -eps) if isinstance(eps, float) else (eps * -0.5, -eps)
     eps_im = eps if run.inv_m is None else eps * run.inv_m          # epsilon / M
     x, E, g = run.x, run.E, run.g
@@ -109,10 +110,10 @@ def _step(self:HamiltonianMonteCarlo, run, t):
             En, gn = run.eag(xn)
             _axpy_(p, half, gn)                                     # final half step in p
     log_alpha = (E - En).add_(k0).sub_(_kinetic(p, run.inv_m))
-    accept = _mh_step(run, log_alpha, t >= run.counted_from)
+    accept = _mh_step(run, log_alpha, t >= run.counted_from, count_nonfinite=not adapting)  # trial steps: not counted
     mask = _rows(accept, x)
     run.x, run.E, run.g = torch.where(mask, xn, x), torch.where(accept, En, E), torch.where(mask, gn, g)
-    if run.adapt and t < run.burn_in: _da_update(run, log_alpha, t)
+    if adapting: _da_update(run, log_alpha, t)
 
 # %% ../../nbs/03_hmc.ipynb #c016
 def _da_init(run, eps0, delta, x):

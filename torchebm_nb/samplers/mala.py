@@ -19,11 +19,11 @@ def _rows(mask, t):
     "`mask` `(B,)` reshaped to broadcast against `t` `(B, *dims)`."
     return mask.view(mask.shape[0], *([1] * (t.ndim - 1)))
 
-def _mh_step(run, log_alpha, counting):
+def _mh_step(run, log_alpha, counting, count_nonfinite=True):
     "Per-chain Metropolis-Hastings decision: returns the accept mask `(B,)`, updates the counters in `run`."
     log_u = torch.rand(log_alpha.shape, generator=run.gen, device=log_alpha.device, dtype=log_alpha.dtype).log_()
     accept = log_u < log_alpha                      # False when log_alpha is NaN: rejected
-    run.n_nonfinite += ~torch.isfinite(log_alpha)
+    if count_nonfinite: run.n_nonfinite += ~torch.isfinite(log_alpha)
     if counting: run.n_accept += accept
     return accept
 
