@@ -6,7 +6,7 @@ Protocol: identical initial weights, warm-up, then `--repeats` rounds; each roun
 each timed on its own (with a device synchronisation on CUDA). Reported: the median per-step time of each
 over the rounds, and their ratio (library / hand-written; the target is <= 1.05).
 
-    python benchmarks/bench_losses.py [--device cpu|cuda] [--threads N] [--repeats 7] [--steps 50]
+    python benchmarks/bench_losses.py [--device cpu|cuda] [--threads N] [--repeats 11] [--steps 60]
 
 Writes benchmarks/results/losses.json.
 """
@@ -89,8 +89,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "losses.json"))
     a = ap.parse_args()
     if a.repeats < 5: raise SystemExit("--repeats must be >= 5 (medians of at least 5 rounds)")

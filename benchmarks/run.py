@@ -19,7 +19,7 @@ sys.path.insert(0, HERE)
 
 SPEED = {  # script -> (full args, quick args, result file)
     "bench_samplers.py": (["--repeats", "7"], ["--repeats", "3"], "samplers.json"),
-    "bench_losses.py": (["--repeats", "7", "--steps", "40"], ["--repeats", "5", "--steps", "10"], "losses.json"),
+    "bench_losses.py": (["--repeats", "11", "--steps", "60"], ["--repeats", "5", "--steps", "10"], "losses.json"),
     "bench_extra.py": (["--repeats", "7", "--compile"], ["--repeats", "3"], "extra.json"),
 }
 

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from .core import BaseModel, check_finite, check_energy_shape, _NO_X
+from .core import BaseModel, check_finite, check_energy_shape, _NO_X, _energy_and_grad
 
 # %% ../nbs/07_losses.ipynb #c007
 def _on(t, device): return t if t.device == device else t.to(device, non_blocking=True)
@@ -139,11 +139,7 @@ def _energy_grad_graph(model, x):
                            "under torch.no_grad() instead (and clone inference-mode tensors first)")
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        e = model(xg)
-        if not isinstance(model, BaseModel): check_energy_shape(e, xg)   # a BaseModel checks its own output
-        if not e.requires_grad: raise ValueError(_NO_X)
-        g, = torch.autograd.grad(e.sum(), xg, create_graph=True, allow_unused=True)
-    if g is None: raise ValueError(_NO_X)
+        e, g = _energy_and_grad(model, xg, create_graph=True)  # core's checked path (errors name a forward that ignores x)
     return xg, e, g
 
 def _exact_laplacian(xg, g):
@@ -365,8 +361,11 @@ def _contrast(self:ContrastiveDivergence, model, x, neg):
     "The loss from data `x` and (constant) negatives `neg`."
     pos, negE = _f32(model(x)), _f32(model(neg.to(x.dtype)))
     pm, nm = pos.mean(), negE.mean()
-    reg = self.energy_reg * (pos.square().mean() + negE.square().mean()) if self.energy_reg else torch.zeros_like(pm)
-    return pm - nm + reg, {'pos_energy': pm, 'neg_energy': nm, 'reg': reg}, {'the negative samples': neg, 'the data energy': pos, 'the negative-sample energy': negE}
+    if self.energy_reg:
+        reg = self.energy_reg * (pos.square().mean() + negE.square().mean())
+        loss = pm - nm + reg
+    else: loss, reg = pm - nm, pm.new_zeros(())  # no penalty: nothing to add to the graph
+    return loss, {'pos_energy': pm, 'neg_energy': nm, 'reg': reg}, {'the negative samples': neg, 'the data energy': pos, 'the negative-sample energy': negE}
 
 # %% ../nbs/07_losses.ipynb #c060
 @patch

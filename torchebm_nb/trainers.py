@@ -555,10 +555,10 @@ def _allreduce_grads(self:EBMTrainer):
     "Average the gradients over processes with one all-reduce of a flat buffer."
     grads = [p.grad for g in self.optimizer.param_groups for p in g['params'] if p.grad is not None]
     if not grads: return
-    flat = torch._utils._flatten_dense_tensors(grads)
+    flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat.div_(self.world_size)
-    for gr, f in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)): gr.copy_(f)
+    for gr, f in zip(grads, flat.split([g.numel() for g in grads])): gr.copy_(f.view_as(gr))
 
 # %% ../nbs/08_trainers.ipynb #c085
 class _AutocastModel(BaseModel):

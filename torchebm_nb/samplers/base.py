@@ -11,7 +11,7 @@ import warnings
 from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
-from ..core import BaseModel
+from ..core import BaseModel, _all_finite
 from ..schedulers import Scheduler, ConstantScheduler
 
 # %% ../../nbs/02a_sampler_base.ipynb #c007
@@ -69,6 +69,7 @@ class BaseSampler:
     def _end(self, run): return {}
     def _energy(self, run): return self.model(run.x)
     def _bad_chains(self, run): return ~torch.isfinite(run.x).flatten(1).all(1)
+    def _chains_ok(self, run) -> bool: return not bool(self._bad_chains(run).any())
 
     def __repr__(self):
         skip = {"model", "on_nonfinite", "check_every"}
@@ -124,7 +125,7 @@ def _initial_state(model, n_samples, dim, x, generator):
     if generator is not None and generator.device.type != x0.device.type:
         raise ValueError(f"the generator is on {generator.device} but the chains are on {x0.device}: "
                          f"use torch.Generator(device='{x0.device.type}')")
-    if not torch.isfinite(x0).all():
+    if not _all_finite(x0):
         n = int((~torch.isfinite(x0)).flatten(1).any(1).sum())
         raise FloatingPointError(f"the initial state is not finite in {n} of {x0.shape[0]} chains")
     return x0
@@ -178,9 +179,11 @@ def sample(self:BaseSampler,
 # %% ../../nbs/02a_sampler_base.ipynb #c019
 @patch
 def _check_chains(self:BaseSampler, run, t0, t1, flagged):
-    bad = self._bad_chains(run)
-    if self.on_nonfinite == "flag": return bad if flagged is None else flagged | bad
-    if bad.any():
+    if self.on_nonfinite == "flag":
+        bad = self._bad_chains(run)
+        return bad if flagged is None else flagged | bad
+    if not self._chains_ok(run):
+        bad = self._bad_chains(run)
         raise FloatingPointError(
             f"{type(self).__name__}: {int(bad.sum())} of {bad.numel()} chains became non-finite (NaN or inf) during steps "
             f"{t0 + 1}-{t1}; usually the step size is too large for this energy, or the energy/gradient overflows. "

@@ -10,7 +10,7 @@ import math
 from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
-from ..core import BaseModel
+from ..core import BaseModel, _all_finite
 from .base import BaseSampler, _check_param, _schedule_values
 
 # %% ../../nbs/02b_langevin_dynamics.ipynb #c006
@@ -88,3 +88,9 @@ def _step(self:LangevinDynamics, run, t):
 def _bad_chains(self:LangevinDynamics, run):
     bad = ~torch.isfinite(run.x).flatten(1).all(1)
     return bad if run.broken is None else bad | run.broken
+
+@patch
+def _chains_ok(self:LangevinDynamics, run):
+    "One reduction over the states (the per-chain mask is only needed once something broke)."
+    if run.broken is not None: return not bool(self._bad_chains(run).any())
+    return _all_finite(run.x)
