@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torchebm_nb import diagnostics
 from torchebm_nb.core import BaseModel
 from torchebm_nb.datasets import load_digits
 from torchebm_nb.samplers import LangevinDynamics
@@ -63,21 +64,8 @@ def penultimate(net, x):
 
 
 def frechet_distance(a, b):
-    """Frechet distance between Gaussians fitted to feature sets a (N, D) and b (M, D):
-    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^{1/2}), computed in float64; tr (S_a S_b)^{1/2} is the sum of the
-    square roots of the eigenvalues of S_a^{1/2} S_b S_a^{1/2} (symmetric PSD, so no complex sqrtm is needed)."""
-    a, b = a.detach().double(), b.detach().double()
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"frechet_distance needs (N, D) and (M, D) features, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if len(a) < 2 or len(b) < 2: raise ValueError("frechet_distance needs at least 2 rows in each set")
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()): raise FloatingPointError("non-finite features")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = torch.cov(a.T), torch.cov(b.T)
-    w, v = torch.linalg.eigh(s_a)
-    root_a = (v * w.clamp_min(0).sqrt()) @ v.T
-    m = root_a @ s_b @ root_a
-    tr_cross = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * tr_cross)
+    "Frechet distance (a float) between Gaussians fitted to feature sets a (N, D) and b (M, D): the library's metric."
+    return float(diagnostics.frechet_distance(a, b))
 
 
 def train_plain(xtr, ytr, epochs, batch, lr, seed, log=print):
