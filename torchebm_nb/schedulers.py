@@ -77,8 +77,8 @@ class ExponentialDecayScheduler(Scheduler):
     def value_at(self, t): return max(self.start_value * self.decay_rate ** t, self.min_value)
 
 # %% ../nbs/02_schedulers.ipynb #c016
-class LinearScheduler(Scheduler):
-    "$v(t) = v_0 + (v_1 - v_0)\\min(t/T, 1)$."
+class _Anneal(Scheduler):
+    "From $v_0$ to $v_1$ over $T$ steps along a shape $s$ with $s(0)=0$, $s(1)=1$: $v(t) = v_0 + (v_1 - v_0)\\,s(\\min(t/T, 1))$."
     def __init__(self,
                  start_value:float,  # $v_0$ at $t = 0$
                  end_value:float,    # $v_1$ from $t = T$ on
@@ -86,20 +86,18 @@ class LinearScheduler(Scheduler):
                 ):
         self.start_value, self.end_value = _finite("start_value", start_value), _finite("end_value", end_value)
         self.n_steps = _positive_int("n_steps", n_steps)
-    def value_at(self, t): return self.start_value + (self.end_value - self.start_value) * min(t / self.n_steps, 1.0)
+    def value_at(self, t): return self.start_value + (self.end_value - self.start_value) * self._shape(min(t / self.n_steps, 1.0))
+
+class LinearScheduler(_Anneal):
+    "$v(t) = v_0 + (v_1 - v_0)\\min(t/T, 1)$."
+    @staticmethod
+    def _shape(f): return f
 
 # %% ../nbs/02_schedulers.ipynb #c019
-class CosineScheduler(Scheduler):
+class CosineScheduler(_Anneal):
     "$v(t) = v_1 + \\frac12(v_0 - v_1)(1 + \\cos(\\pi\\min(t,T)/T))$."
-    def __init__(self,
-                 start_value:float,  # $v_0$ at $t = 0$
-                 end_value:float,    # $v_1$ from $t = T$ on
-                 n_steps:int,        # $T$
-                ):
-        self.start_value, self.end_value = _finite("start_value", start_value), _finite("end_value", end_value)
-        self.n_steps = _positive_int("n_steps", n_steps)
-    def value_at(self, t):
-        return self.end_value + 0.5 * (self.start_value - self.end_value) * (1 + math.cos(math.pi * min(t, self.n_steps) / self.n_steps))
+    @staticmethod
+    def _shape(f): return 0.5 * (1 - math.cos(math.pi * f))
 
 # %% ../nbs/02_schedulers.ipynb #c022
 def as_scheduler(v) -> Scheduler:

@@ -32,6 +32,13 @@ def _check_value(name, v, positive, t=None):
         raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'} and finite, got {v}{where}")
     return v
 
+class _Param:
+    "A sampler attribute holding a float or a `Scheduler`, validated by `_check_param` whenever it is assigned."
+    def __init__(self, positive=True): self.positive = positive
+    def __set_name__(self, owner, name): self.name, self.slot = name, "_" + name
+    def __get__(self, obj, objtype=None): return self if obj is None else getattr(obj, self.slot)
+    def __set__(self, obj, v): setattr(obj, self.slot, _check_param(self.name, v, self.positive))
+
 def _schedule_values(name, v, n_steps, positive=True):
     "A float if `v` is constant, else the list of its `n_steps` values, each validated."
     if not isinstance(v, Scheduler): return v

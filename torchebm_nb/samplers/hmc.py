@@ -10,7 +10,7 @@ import math
 import torch
 from fastcore.basics import patch
 from ..core import BaseModel
-from .base import BaseSampler, _check_param, _schedule_values
+from .base import BaseSampler, _Param, _schedule_values
 from ..schedulers import Scheduler
 from .mala import _rows, _mh_step, _mh_run, _mh_bad_chains, _mh_end
 
@@ -31,6 +31,8 @@ def _check_mass(mass):
 # %% ../../nbs/03_hmc.ipynb #c008
 class HamiltonianMonteCarlo(BaseSampler):
     "HMC: `n_leapfrog_steps` leapfrog steps per iteration, per-chain MH test, optional dual-averaging step size during burn-in."
+    step_size = _Param()  # a float or a Scheduler, validated on every assignment
+
     def __init__(self,
                  model:BaseModel|None=None,   # the energy model
                  step_size=0.1,               # leapfrog step $\varepsilon > 0$ (a float or a `Scheduler`); the initial value if adapted
@@ -44,7 +46,7 @@ class HamiltonianMonteCarlo(BaseSampler):
                  check_every:int=100,       # NaN/inf check interval in iterations
                 ):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every)
-        self.step_size = _check_param("step_size", step_size)
+        self.step_size = step_size
         if isinstance(n_leapfrog_steps, bool) or not isinstance(n_leapfrog_steps, int) or n_leapfrog_steps < 1:
             raise ValueError(f"n_leapfrog_steps must be an integer >= 1, got {n_leapfrog_steps!r}")
         if not 0 < target_accept < 1: raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
 from ..core import BaseModel, _all_finite
-from .base import BaseSampler, _check_param, _schedule_values
+from .base import BaseSampler, _Param, _schedule_values
 
 # %% ../../nbs/02b_langevin_dynamics.ipynb #c006
 def _check_clamp(clamp):
@@ -40,14 +40,7 @@ class LangevinDynamics(BaseSampler):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every)
         self.step_size, self.noise_scale, self.clamp = step_size, noise_scale, clamp
 
-    @property
-    def step_size(self): return self._step_size
-    @step_size.setter
-    def step_size(self, v): self._step_size = _check_param("step_size", v)
-    @property
-    def noise_scale(self): return self._noise_scale
-    @noise_scale.setter
-    def noise_scale(self, v): self._noise_scale = _check_param("noise_scale", v, positive=False)
+    step_size, noise_scale = _Param(), _Param(positive=False)  # validated on every assignment
     @property
     def clamp(self): return self._clamp
     @clamp.setter

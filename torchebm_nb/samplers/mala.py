@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
 from ..core import BaseModel
-from .base import BaseSampler, _check_param, _schedule_values
+from .base import BaseSampler, _Param, _schedule_values
 
 # %% ../../nbs/02c_mala.ipynb #c006
 def _rows(mask, t):
@@ -64,14 +64,7 @@ class MALA(BaseSampler):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every)
         self.step_size, self.noise_scale = step_size, noise_scale
 
-    @property
-    def step_size(self): return self._step_size
-    @step_size.setter
-    def step_size(self, v): self._step_size = _check_param("step_size", v)
-    @property
-    def noise_scale(self): return self._noise_scale
-    @noise_scale.setter
-    def noise_scale(self, v): self._noise_scale = _check_param("noise_scale", v)
+    step_size, noise_scale = _Param(), _Param()  # validated on every assignment
 
     def __repr__(self):
         return f"MALA({type(self.model).__name__}, step_size={self.step_size!r}, noise_scale={self.noise_scale!r})"
