@@ -122,7 +122,7 @@ def _energy_and_grad(model, x, create_graph):
         # the hot path of every sampler step: differentiate the network's own output, so that the (B,) energies
         # (a view of it) cost no extra node in the backward pass; same checks as `model(xg)`
         out = net(model._check_input(xg))
-        if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape == (xg.shape[0], 1):
+        if isinstance(out, torch.Tensor) and out.shape == (xg.shape[0], 1):
             if not out.requires_grad: raise ValueError(_NO_X)
             g, = torch.autograd.grad(out, xg, grad_outputs=torch.ones_like(out), create_graph=create_graph, allow_unused=True)
             if g is None: raise ValueError(_NO_X)

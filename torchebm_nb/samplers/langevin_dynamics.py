@@ -84,6 +84,5 @@ def _bad_chains(self:LangevinDynamics, run):
 
 @patch
 def _chains_ok(self:LangevinDynamics, run):
-    "One reduction over the states (the per-chain mask is only needed once something broke)."
-    if run.broken is not None: return not bool(self._bad_chains(run).any())
-    return _all_finite(run.x)
+    "One reduction over the states, plus the clamp's record (the per-chain mask is only built once something broke)."
+    return _all_finite(run.x) and (run.broken is None or not bool(run.broken.any()))
