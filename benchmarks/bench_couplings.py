@@ -1,7 +1,8 @@
 """Benchmark: exact minibatch OT, end to end from two tensors to the re-paired `x1`, at batch 256 and 1024.
 
 Contenders (all exact; same squared Euclidean cost on flattened samples):
-- ours:     `torchebm_nb.couplings.ExactOTCoupling` (numpy shortest augmenting path, no scipy/POT at run time);
+- ours:     `torchebm_nb.couplings.ExactOTCoupling(solver="jv")` (numpy shortest augmenting path, no scipy/POT at run
+            time; the default solver="auto" uses scipy when installed, i.e. the next line);
 - scipy:    torch cost -> numpy -> `scipy.optimize.linear_sum_assignment` -> index (compiled C++ solver);
 - torchcfm: `torchcfm.optimal_transport.OTPlanSampler("exact").sample_plan` (POT's network simplex `ot.emd`, then
             pairs drawn from the plan as torchcfm does).
@@ -53,7 +54,7 @@ def main():
     from scipy.optimize import linear_sum_assignment
     from torchcfm.optimal_transport import OTPlanSampler
 
-    ours, sink = ExactOTCoupling(), SinkhornCoupling()
+    ours, sink = ExactOTCoupling(solver="jv"), SinkhornCoupling()  # ours: the dependency-free solver (auto = scipy)
     cfm = OTPlanSampler(method="exact", num_threads=a.threads)
     np.random.seed(0)  # torchcfm draws its pairs with numpy's global RNG
 

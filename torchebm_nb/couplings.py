@@ -177,22 +177,35 @@ class BaseCostCoupling(BaseCoupling):
         return CouplingResult(x0, x1[idx])
 
 # %% ../nbs/06c_couplings.ipynb #c031
+def _scipy_assignment():
+    "scipy's compiled `linear_sum_assignment`, or None when scipy is not installed."
+    try: from scipy.optimize import linear_sum_assignment
+    except ImportError: return None
+    return linear_sum_assignment
+
 class ExactOTCoupling(BaseCostCoupling):
     "Exact minibatch OT: the permutation of `x1` minimising the total squared distance to `x0` (an exact assignment solver)."
     def __init__(self,
                  tol:float=1e-4,      # upstream's auction tolerance; accepted for compatibility, unused (the solver is exact)
                  process_group=None,  # couple the pooled batches of a `torch.distributed` group (see below)
+                 *,
+                 solver:str="auto",   # "jv": our numpy solver; "scipy": scipy's compiled one; "auto": scipy if installed
                 ):
         super().__init__(process_group=process_group)
         if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
             raise ValueError(f"tol must be a non-negative number, got {tol!r}")
-        self.tol = tol
+        if solver not in ("auto", "jv", "scipy"): raise ValueError(f"solver must be 'auto', 'jv' or 'scipy', got {solver!r}")
+        if solver == "scipy" and _scipy_assignment() is None:
+            raise ImportError("solver='scipy' needs scipy (pip install scipy); solver='jv' needs nothing")
+        self.tol, self.solver = tol, solver
 
     def _solve(self, cost, generator=None):
-        perm = _linear_assignment(cost.detach().to("cpu", torch.float64).numpy())[0]
+        C = cost.detach().to("cpu", torch.float64).numpy()
+        lsa = _scipy_assignment() if self.solver != "jv" else None
+        perm = lsa(C)[1] if lsa is not None else _linear_assignment(C)[0]
         return torch.from_numpy(perm).to(cost.device)
 
-    def __repr__(self): return f"ExactOTCoupling(tol={self.tol})"
+    def __repr__(self): return f"ExactOTCoupling(tol={self.tol}, solver={self.solver!r})"
 
 # %% ../nbs/06c_couplings.ipynb #c037
 def _sinkhorn_log(C, reg:float, n_iters:int):
