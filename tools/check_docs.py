@@ -12,9 +12,12 @@ For each page (the rendered DOM after scripts ran, from `chromium --headless --d
 - LaTeX typeset: on pages with math, MathJax ran (rendered math elements present, no `Math input error`);
 - every notebook has a page and every page is in the sidebar.
 
+And, from the notebooks themselves (no browser needed): every page's `> description` is one line (nbdev keeps only
+the first line of it as the subtitle, so a description written over two lines is shown cut mid-sentence).
+
 `--self-test` first builds a tiny preview with one known defect per page (traceback, missing title, broken link,
-bad anchor, invalid image, untypeset LaTeX) and fails unless every defect is reported: a check that cannot fail is
-no check. CI runs it with the self-test.
+bad anchor, invalid image, untypeset LaTeX) and two tiny notebooks (a one-line and a two-line description), and fails
+unless every defect is reported: a check that cannot fail is no check. CI runs it with the self-test.
 
 Exit status 0 when all pages pass, 1 on a failure, 2 when no Chromium is found (then it says so plainly; with
 `--allow-missing-browser` it exits 0 after saying so). No Python dependency beyond the standard library.
@@ -27,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PREVIEW = ROOT / '_preview'
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preview_docs import expected_figures  # the same rule the builder warns with
+from preview_docs import expected_figures, description_problems  # the same rules the builder warns with
 
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable')
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -171,6 +174,30 @@ def self_test(browser):
               + (' -- OK' if not failures else ' -- FAILED'))
         return not failures
 
+def source_problems(nbs=ROOT / 'nbs'):
+    "Problems found in the notebooks themselves: ['nbs/X.ipynb: problem', ...]."
+    out = []
+    for f in sorted(nbs.rglob('*.ipynb')):
+        rel = f.relative_to(nbs)
+        if any(x.startswith(('_', '.')) for x in rel.parts): continue
+        out += [f'{nbs.name}/{rel.as_posix()}: {p}' for p in description_problems(f)]
+    return out
+
+def self_test_sources():
+    "A notebook whose description runs over two lines must be reported, one written on one line must not."
+    cases = {'# T\n\n> one line, all of it.': False, '# T\n\n> cut in the\n> middle of a sentence.': True,
+             '# T\n\n> a description.\n\nThen a paragraph.': False}
+    failures = []
+    with tempfile.TemporaryDirectory(prefix='check_docs_selftest_') as d:
+        for i, (src, bad) in enumerate(cases.items()):
+            f = Path(d) / f'nb{i}.ipynb'
+            f.write_text(json.dumps({'cells': [{'cell_type': 'markdown', 'metadata': {}, 'source': src}], 'metadata': {},
+                                     'nbformat': 4, 'nbformat_minor': 5}))
+            if bool(description_problems(f)) != bad: failures.append(f'description check on {src!r}: expected {"a problem" if bad else "none"}')
+    for f in failures: print('self-test FAIL', f)
+    print(f'self-test (notebook sources): {len(cases) - len(failures)}/{len(cases)} cases as expected' + (' -- OK' if not failures else ' -- FAILED'))
+    return not failures
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--allow-missing-browser', action='store_true', help='exit 0 (after saying so) when no Chromium is installed')
@@ -179,11 +206,14 @@ def main():
     ap.add_argument('--self-test', action='store_true', help='first check that the checks detect known defects')
     a = ap.parse_args()
     preview = Path(a.preview).resolve()
+    if a.self_test and not self_test_sources(): sys.exit(1)
+    sources = source_problems()  # checked from the notebooks, with or without a browser
     browser = find_browser()
     if browser is None:
+        for p in sources: print(f'FAIL source: {p}')
         print('BROWSER CHECK NOT RUN: no Chromium found (looked for ' + ', '.join(BROWSERS) + ' and $CHROMIUM).\n'
               'Install Debian\'s chromium (`apt-get install chromium`) to check the docs preview in a browser.')
-        sys.exit(0 if a.allow_missing_browser else 2)
+        sys.exit(1 if sources else 0 if a.allow_missing_browser else 2)
     if a.self_test and not self_test(browser): sys.exit(1)
     manifest = preview / 'pages.json'
     if not manifest.exists():
@@ -208,6 +238,7 @@ def main():
         why = man.get('failed', {}).get(rel.as_posix())
         site.append(f'nbs/{rel.as_posix()} ' + (f'failed to process: {why}' if why else 'has no page in the preview (rebuild it)'))
     site += [w for w in man.get('warnings', []) if 'not listed in sidebar.yml' in w or 'sidebar.yml lists' in w]
+    site += sources
 
     n_bad = 0
     for rel in man['order'] + [r for r in pages if r not in man['order']]:

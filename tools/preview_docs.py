@@ -8,6 +8,7 @@ front matter added); each one is rendered with nbconvert's `lab` template into `
 `core.html`). Every page gets a sidebar in `nbs/sidebar.yml` order and MathJax; `_preview/contents.html` lists all pages.
 Links to `.ipynb` files and absolute links to the published site are rewritten to the local pages.
 A `pages.json` manifest (page -> title, source notebook, expected figure count) is written for `tools/check_docs.py`.
+A notebook whose `> description` runs over more than one line (the subtitle would be cut) is warned about.
 
 Never call `nbdev_proc_nbs`/`nbdev_docs`/`nbdev_preview` here: without Quarto they try to install it.
 """
@@ -32,6 +33,21 @@ def _directives(src):
 
 def _strip_directives(src):
     return '\n'.join(l for l in src.splitlines() if not DIRECTIVE.match(l)).strip('\n')
+
+def description_problems(nb_path):
+    """Problems with a notebook's title block (`# Title`, blank line, `> description`): nbdev turns only the first line
+    of the `>` description into the page's subtitle, so a description written over two lines is shown cut mid-sentence."""
+    nb = json.loads(Path(nb_path).read_text())
+    if not nb.get('cells') or nb['cells'][0]['cell_type'] != 'markdown': return []
+    src = nb['cells'][0]['source']
+    lines = (''.join(src) if isinstance(src, list) else src).split('\n')
+    for i, line in enumerate(lines):
+        if line.startswith('>'):
+            if i + 1 < len(lines) and lines[i + 1].strip():
+                return [f'the page description (`> ...`) goes on to a second line ({lines[i + 1].strip()[:40]!r}), which the '
+                        'docs drop: the subtitle is cut mid-sentence; write the description on one line']
+            return []
+    return []
 
 def expected_figures(nb_path):
     "Saved image outputs of the source notebook, and the non-skipped cells that draw without a saved image."
@@ -261,6 +277,7 @@ def build(force=False, mathjax_url=None, quiet=False, verbose=False):
     for k, (nb, fm, out_rel) in src.items():
         if k in failed: continue
         nb, n_figs, _ = _prepare(nb, site_url)
+        warns += [f'{nbs_path.name}/{k}: {p}' for p in description_problems(nbs_path / k)]
         warns += [f'{nbs_path.name}/{k}: cell {i} draws a figure but has no saved image output (run tools/mknb.py exec on it)'
                   for i in expected_figures(nbs_path / k)[1]]
         title = pages[out_rel]['title']

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['BaseEnergyFunction', 'GaussianEnergy', 'DoubleWellEnergy', 'HarmonicEnergy', 'RosenbrockEnergy', 'AckleyEnergy',
            'RastriginEnergy', 'check_energy_shape', 'check_finite', 'BaseModel', 'AnalyticalModel', 'GaussianModel',
-           'DoubleWellModel', 'HarmonicModel', 'RosenbrockModel', 'AckleyModel', 'RastriginModel', 'CompositeModel']
+           'DoubleWellModel', 'HarmonicModel', 'RosenbrockModel', 'AckleyModel', 'RastriginModel', 'HimmelblauModel',
+           'BoothModel', 'StyblinskiTangModel', 'CompositeModel']
 
 # %% ../nbs/00_core.ipynb #c003
 import math
@@ -83,7 +84,7 @@ def _apply(self:BaseModel, fn, *args, **kwargs):
 
 @patch
 def _check_input(self:BaseModel, x):
-    "Check that `x` is a tensor on the model's device with the model's floating dtype."
+    "Check that `x` is a floating tensor on the model's device with the model's dtype."
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{type(self).__name__} expects a torch.Tensor batch (B, *dims), got {type(x).__name__}")
     ref = self._reference_tensor()
@@ -91,6 +92,9 @@ def _check_input(self:BaseModel, x):
     if x.device != ref.device:
         raise RuntimeError(f"input is on device {x.device} but {type(self).__name__} is on {ref.device}: "
                            f"move one of them, e.g. `x.to('{ref.device}')` or `model.to('{x.device}')`")
+    if ref.is_floating_point() and not x.is_floating_point():
+        raise TypeError(f"input has dtype {x.dtype} but {type(self).__name__} computes in {ref.dtype}: energies take "
+                        f"floating-point inputs, e.g. `x.to({ref.dtype})`")
     if x.dtype != ref.dtype and ref.is_floating_point() and x.is_floating_point():
         raise TypeError(f"input has dtype {x.dtype} but {type(self).__name__} uses {ref.dtype}: "
                         f"convert one of them, e.g. `x.to({ref.dtype})` or `model.to({x.dtype})`")
@@ -116,6 +120,7 @@ def _plain_network(model):
     return model._modules.get('network')
 
 def _energy_and_grad(model, x, create_graph):
+    if not x.is_floating_point() and isinstance(model, BaseModel): model._check_input(x)  # before requires_grad_ refuses it
     xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
     net = _plain_network(model) if isinstance(model, BaseModel) else None
     if net is not None:
@@ -234,10 +239,18 @@ class GaussianModel(AnalyticalModel):
 class DoubleWellModel(AnalyticalModel):
     "Double well $E(x)=h\\sum_i (x_i^2-b^2)^2$ with minima at $x_i=\\pm b$ and barrier height $h b^4$."
     def __init__(self,
-                 barrier_height:float=2.0, # $h$, scales the barrier
-                 b:float=1.0,              # position of the wells, $\pm b$
+                 barrier_height:float|None=None, # $h$, scales the barrier (default 2)
+                 b:float|None=None,              # position of the wells, $\pm b$ (default 1; with `a=`, their squared position)
+                 *,
+                 a:float|None=None,  # the form $a\sum_i (x_i^2 - b)^2$ of TorchEBM's Core Components page: $h = a$, wells at $\pm\sqrt{b}$ (default b 2)
                 ):
         super().__init__()
+        if a is not None:
+            if barrier_height is not None: raise TypeError("give the barrier as barrier_height= or as a=, not both")
+            b = 2.0 if b is None else b
+            if not b >= 0: raise ValueError(f"with a=, b is the squared position of the wells (E = a·Σ(x_i² - b)²) and must be >= 0, got {b}")
+            barrier_height, b = a, math.sqrt(b)
+        barrier_height, b = (2.0 if barrier_height is None else barrier_height), (1.0 if b is None else b)
         if barrier_height <= 0: raise ValueError(f"barrier_height must be positive, got {barrier_height}")
         self.barrier_height, self.b = float(barrier_height), float(b)
     def forward(self, x): return self.barrier_height * (self._vec(x).square() - self.b ** 2).square().sum(-1)
@@ -306,6 +319,39 @@ class RastriginModel(AnalyticalModel):
         x = self._vec(x)
         return self.a * x.shape[1] + (x.square() - self.a * torch.cos(2 * math.pi * x)).sum(-1)
     def _grad(self, x): return 2 * x + (2 * math.pi * self.a) * torch.sin(2 * math.pi * x)
+
+# %% ../nbs/00_core.ipynb #an1301
+class HimmelblauModel(AnalyticalModel):
+    "Himmelblau's function $E(x,y)=(x^2+y-11)^2+(x+y^2-7)^2$: four global minima of value 0."
+    dim = 2
+    def forward(self, x):
+        x1, x2 = self._vec(x).unbind(-1)
+        return (x1.square() + x2 - 11).square() + (x1 + x2.square() - 7).square()
+    def _grad(self, x):
+        x1, x2 = x.unbind(-1)
+        a, b = x1.square() + x2 - 11, x1 + x2.square() - 7
+        return torch.stack([4 * x1 * a + 2 * b, 2 * a + 4 * x2 * b], -1)
+
+# %% ../nbs/00_core.ipynb #an1305
+class BoothModel(AnalyticalModel):
+    "Booth's function $E(x,y)=(x+2y-7)^2+(2x+y-5)^2$: a quadratic bowl with its minimum 0 at $(1, 3)$."
+    dim = 2
+    def forward(self, x):
+        x1, x2 = self._vec(x).unbind(-1)
+        return (x1 + 2 * x2 - 7).square() + (2 * x1 + x2 - 5).square()
+    def _grad(self, x):
+        x1, x2 = x.unbind(-1)
+        a, b = x1 + 2 * x2 - 7, 2 * x1 + x2 - 5
+        return torch.stack([2 * a + 4 * b, 4 * a + 2 * b], -1)
+
+# %% ../nbs/00_core.ipynb #an1308
+class StyblinskiTangModel(AnalyticalModel):
+    "Styblinski–Tang $E(x)=\\frac12\\sum_i x_i^4-16x_i^2+5x_i$: global minimum $\\approx -39.16617\\,d$ at $x_i \\approx -2.903534$."
+    def forward(self, x):
+        x = self._vec(x)
+        x2 = x.square()
+        return 0.5 * (x2.square() - 16 * x2 + 5 * x).sum(-1)
+    def _grad(self, x): return 2 * x.pow(3) - 16 * x + 2.5
 
 # %% ../nbs/00_core.ipynb #c057
 class CompositeModel(BaseModel):

@@ -6,7 +6,9 @@
 __all__ = ['BaseSampler']
 
 # %% ../../nbs/02a_sampler_base.ipynb #c003
+import contextlib
 import math
+import operator
 import warnings
 from types import SimpleNamespace
 import torch
@@ -50,7 +52,7 @@ class BaseSampler:
     def __init__(self,
                  model:BaseModel|None=None,      # the energy model to sample from (re-assignable: `sampler.model = m`)
                  *,
-                 energy_function:BaseModel|None=None,  # the seeds' older name for `model`; give exactly one
+                 energy_function:BaseModel|None=None,  # the classic TorchEBM name for `model`; give exactly one
                  on_nonfinite:str="raise",  # "raise": `FloatingPointError` on NaN/inf; "flag": finish, warn, report the chains
                  check_every:int=100,       # check the chains for NaN/inf every this many steps (and at the end)
                 ):
@@ -65,7 +67,7 @@ class BaseSampler:
 
     @property
     def energy_function(self):
-        "The seeds' older name for `model`."
+        "The classic TorchEBM name for `model`."
         return self.model
     @energy_function.setter
     def energy_function(self, m): self.model = m
@@ -106,29 +108,48 @@ def _check_counts(n_steps, burn_in, thin):
     return (n_steps - burn_in) // thin
 
 # %% ../../nbs/02a_sampler_base.ipynb #c015
+def _positive_int(name, v, what):
+    "`v` as a positive `int` (Python, NumPy or 0-d torch integers), or an error naming `name`."
+    try:
+        if isinstance(v, bool): raise TypeError
+        i = operator.index(v)
+    except TypeError: raise TypeError(f"{name} must be a positive integer ({what}), got {type(v).__name__} {v!r}") from None
+    if i < 1: raise ValueError(f"{name} must be a positive integer ({what}), got {v!r}")
+    return i
+
+def _event_shape(dim):
+    "The event shape named by `dim`: an int or a sequence of ints, all positive."
+    if isinstance(dim, (list, tuple, torch.Size)):
+        if not dim: raise ValueError("dim must not be empty: give the event shape, e.g. dim=2 or dim=(1, 28, 28)")
+        return tuple(_positive_int("dim", d, "each size of the event shape") for d in dim)
+    return (_positive_int("dim", dim, "an int or a shape"),)
+
 def _initial_state(model, n_samples, dim, x, generator):
     "The chains' starting point: a detached copy of `x`, or N(0, I) of shape `(n_samples, *dim)`."
+    if n_samples is not None: n_samples = _positive_int("n_samples", n_samples, "the number of chains")
+    if dim is not None: dim = _event_shape(dim)
     if x is not None:
         if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim < 2: raise ValueError(f"x must be a batch of chains (B, *dims), got shape {tuple(x.shape)}; use x.unsqueeze(0) for one chain")
         if not x.is_floating_point(): raise TypeError(f"x must have a floating dtype, got {x.dtype}")
         if n_samples is not None and n_samples != x.shape[0]:
             raise ValueError(f"n_samples={n_samples} disagrees with x, which holds {x.shape[0]} chains")
-        if dim is not None and tuple(x.shape[1:]) != ((dim,) if isinstance(dim, int) else tuple(dim)):
-            raise ValueError(f"dim={dim} disagrees with x of shape {tuple(x.shape)}")
+        if dim is not None and tuple(x.shape[1:]) != dim:
+            raise ValueError(f"dim={dim if len(dim) > 1 else dim[0]} disagrees with x of shape {tuple(x.shape)}")
         x0 = x.detach().clone(memory_format=torch.contiguous_format)
     else:
-        if dim is None: dim = getattr(model, "dim", None)
+        if dim is None:
+            dim = getattr(model, "dim", None)
+            if dim is not None: dim = _event_shape(dim)
         if dim is None:
             raise ValueError("`dim` is required when no initial state is given: pass dim=... (an int or a shape) or x=...")
         if n_samples is None:
             raise ValueError("`n_samples` is required when no initial state is given: pass n_samples=... or x=...")
-        dims = (dim,) if isinstance(dim, int) else tuple(dim)
         device, dtype = _model_device_dtype(model)
         if generator is not None and generator.device.type != device.type:
             raise ValueError(f"the generator is on {generator.device} but the chains are on {device}: "
                              f"use torch.Generator(device='{device.type}')")
-        x0 = torch.randn((n_samples, *dims), generator=generator, device=device, dtype=dtype)
+        x0 = torch.randn((n_samples, *dim), generator=generator, device=device, dtype=dtype)
     if generator is not None and generator.device.type != x0.device.type:
         raise ValueError(f"the generator is on {generator.device} but the chains are on {x0.device}: "
                          f"use torch.Generator(device='{x0.device.type}')")
@@ -136,6 +157,16 @@ def _initial_state(model, n_samples, dim, x, generator):
         n = int((~torch.isfinite(x0)).flatten(1).any(1).sum())
         raise FloatingPointError(f"the initial state is not finite in {n} of {x0.shape[0]} chains")
     return x0
+
+# %% ../../nbs/02a_sampler_base.ipynb #i15s02
+@contextlib.contextmanager
+def _eval_mode(model):
+    "Evaluate `model` in eval mode inside the block; then restore every submodule's own training flag."
+    training = [m for m in model.modules() if m.training] if isinstance(model, torch.nn.Module) else []
+    if training: model.train(False)
+    try: yield
+    finally:
+        for m in training: m.training = True
 
 # %% ../../nbs/02a_sampler_base.ipynb #c017
 @patch
@@ -153,13 +184,16 @@ def sample(self:BaseSampler,
           ):
     "Run the chains; return `x`, then `trajectory` and/or `diagnostics` if asked, in that order."
     n_kept = _check_counts(n_steps, burn_in, thin)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r}: "
+                        "for a seed, pass generator=torch.Generator().manual_seed(seed)")
     model = _check_model(self.model)
     x = _initial_state(model, n_samples, dim, x, generator)
     B = x.shape[0]
     traj = x.new_empty((B, n_kept, *x.shape[1:])) if return_trajectory else None
     energy = x.new_empty((B, n_kept)) if return_diagnostics else None
     flagged = None
-    with torch.no_grad():
+    with torch.no_grad(), _eval_mode(model):
         run = self._begin(x, n_steps, burn_in, generator)
         k, next_keep, last_check, every = 0, burn_in + thin, 0, self.check_every
         for t in range(n_steps):
@@ -209,7 +243,7 @@ def sample_chain(self:BaseSampler,
                  return_final:bool=True,    # False: return the kept trajectory in place of the final state
                  **kwargs,                  # `burn_in`, `thin`, `return_trajectory`, `return_diagnostics`, `generator`
                 ):
-    "`sample` under the seeds' older name and argument names."
+    "`sample` under its classic TorchEBM name and argument names."
     if initial_points is not None and x is not None: raise TypeError("give the initial state as x= or initial_points=, not both")
     x = initial_points if initial_points is not None else x
     if return_final: return self.sample(n_samples, dim, n_steps, x=x, **kwargs)
