@@ -287,6 +287,7 @@ def sample(self:FlowSampler,
                     if diag is not None: diag["t"][-1] = t1 + self.last_step_size
         else:
             x = self.integrator.solve(velocity, x, grid, callback=cb if want else None)
+    self.nfe = counter[0]   # model evaluations of the last call (also diagnostics["nfe"])
     if diag is not None: diag["nfe"] = counter[0]
     out = (x,) + ((traj,) if return_trajectory else ()) + ((diag,) if return_diagnostics else ())
     return out[0] if len(out) == 1 else out
