@@ -321,6 +321,7 @@ def log_prob(self:FlowSampler,
              bits_per_dim:bool=False,      # return $-\log_2 p(x) / D$ instead of $\log p(x)$ in nats
              *,
              y=None, model_kwargs:dict|None=None,  # conditioning, as in `sample`
+             source_log_prob=None,         # log-density of the source at $t_0$, `(B, *dims) -> (B,)`; default N(0, I)
             ) -> torch.Tensor:
     "The model's log-density of each row of `x`, through the probability-flow ODE and the instantaneous change of variables."
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():
@@ -364,5 +365,10 @@ def log_prob(self:FlowSampler,
     grid = torch.linspace(t1, t0, n_steps + 1, dtype=torch.float64)
     with torch.no_grad(), _EvalMode(self.model):
         z = integ.solve(drift, z, grid)
-    logp = self.prior_logp(z[:, :D]) + z[:, D]
+    z0 = z[:, :D].reshape(B, *dims)
+    prior = self.prior_logp(z0) if source_log_prob is None else source_log_prob(z0)
+    if not isinstance(prior, torch.Tensor) or prior.shape != (B,):
+        raise ValueError(f"source_log_prob must return one log-density per row, shape ({B},), got "
+                         f"{tuple(prior.shape) if isinstance(prior, torch.Tensor) else type(prior).__name__}")
+    logp = prior + z[:, D]
     return -logp / (D * math.log(2)) if bits_per_dim else logp
