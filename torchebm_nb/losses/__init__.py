@@ -4,14 +4,18 @@
 
 # %% auto #0
 __all__ = ['BaseLoss', 'ScoreMatching', 'SlicedScoreMatching', 'DenoisingScoreMatching', 'ContrastiveDivergence',
-           'PersistentContrastiveDivergence', 'FlowMatchingLoss']
+           'PersistentContrastiveDivergence', 'FlowMatchingLoss', 'EquilibriumMatchingLoss', 'EnergyMatchingLoss',
+           'EqMEnergy']
 
 # %% ../../nbs/07_losses.ipynb #c004
 from .base import BaseLoss
 from .score_matching import ScoreMatching, SlicedScoreMatching, DenoisingScoreMatching
 from .contrastive_divergence import ContrastiveDivergence, PersistentContrastiveDivergence
 from .flow_matching import FlowMatchingLoss
+from .equilibrium_matching import EquilibriumMatchingLoss, EqMEnergy
+from .energy_matching import EnergyMatchingLoss
 
 # %% ../../nbs/07_losses.ipynb #c005
 _all_ = ["BaseLoss", "ScoreMatching", "SlicedScoreMatching", "DenoisingScoreMatching",
-         "ContrastiveDivergence", "PersistentContrastiveDivergence", "FlowMatchingLoss"]
+         "ContrastiveDivergence", "PersistentContrastiveDivergence", "FlowMatchingLoss",
+         "EquilibriumMatchingLoss", "EnergyMatchingLoss", "EqMEnergy"]
