@@ -185,13 +185,19 @@ class AnalyticalModel(BaseModel):
             raise ValueError(f"{type(self).__name__} is {self.dim}-dimensional, got points of dimension {x.shape[1]}")
         return self._check_input(x)
 
+    # a subclass gives the closed form `_grad(x)` of a validated `x`, and `_energy_grad(x)` if one evaluation serves both
     def _grad(self, x): raise NotImplementedError
+    def _energy_grad(self, x): return self.forward(x), self._grad(x)
     def gradient(self, x:torch.Tensor) -> torch.Tensor:
-        "Closed-form $\\nabla_x E(x)$."
-        return self._grad(self._vec(x))
+        "Closed-form $\\nabla_x E(x)$, detached (as `BaseModel.gradient`), also when `x` requires grad."
+        x = self._vec(x)
+        if not torch.is_grad_enabled(): return self._grad(x)  # a sampler's loop: the hot path, as cheap as before
+        with torch.no_grad(): return self._grad(x)
     def energy_and_gradient(self, x:torch.Tensor):
-        "Closed-form energy and gradient."
-        return self.forward(x), self.gradient(x)
+        "Closed-form energy and gradient, both detached."
+        x = self._vec(x)
+        if not torch.is_grad_enabled(): return self._energy_grad(x)
+        with torch.no_grad(): return self._energy_grad(x)
 
 # %% ../nbs/00_core.ipynb #c030
 def _autograd_grad(model, x): return _autograd_energy_and_grad(model, x)[1]
@@ -369,10 +375,14 @@ class CompositeModel(BaseModel):
         if len(weights) != len(models): raise ValueError(f"got {len(weights)} weights for {len(models)} models")
         self.models, self.weights = nn.ModuleList(models), weights
     def forward(self, x): return sum(w * m(x) for w, m in zip(self.weights, self.models))
-    def gradient(self, x): return sum(w * m.gradient(x) for w, m in zip(self.weights, self.models))
+    def gradient(self, x):
+        "$\\sum_k w_k \\nabla_x E_k(x)$, detached (whatever a component does)."
+        with torch.no_grad(): return sum(w * m.gradient(x) for w, m in zip(self.weights, self.models))
     def energy_and_gradient(self, x):
-        es, gs = zip(*(m.energy_and_gradient(x) for m in self.models))
-        return (sum(w * e for w, e in zip(self.weights, es)), sum(w * g for w, g in zip(self.weights, gs)))
+        "Both weighted sums, detached."
+        with torch.no_grad():
+            es, gs = zip(*(m.energy_and_gradient(x) for m in self.models))
+            return sum(w * e for w, e in zip(self.weights, es)), sum(w * g for w, g in zip(self.weights, gs))
 
 # %% ../nbs/00_core.ipynb #c060
 GaussianEnergy, DoubleWellEnergy, HarmonicEnergy = GaussianModel, DoubleWellModel, HarmonicModel

@@ -58,9 +58,9 @@ def _grad(self:GaussianMixtureModel, x):
     return (r[:, :, None] * diff).sum(1)
 
 @patch
-def energy_and_gradient(self:GaussianMixtureModel, x):
+def _energy_grad(self:GaussianMixtureModel, x):
     "Closed-form energy and gradient from one evaluation of the component terms."
-    logits, diff, s2 = _mixture_logits(self, self._vec(x))
+    logits, diff, s2 = _mixture_logits(self, x)
     r = torch.softmax(logits, 1) / s2
     return -torch.logsumexp(logits, 1), (r[:, :, None] * diff).sum(1)
 

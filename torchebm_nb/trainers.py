@@ -277,7 +277,9 @@ def _backward(self:EBMTrainer, loss): loss.backward()
 def _update(self:EBMTrainer, loss, metrics):
     "Backward pass, gradient averaging and clipping, optimiser / scheduler / EMA steps."
     self.optimizer.zero_grad(set_to_none=True)
+    if not self._trainable_checked and not loss.requires_grad: raise self._untrainable()  # torch: "element 0 of tensors..."
     self._backward(loss)
+    if not self._trainable_checked: self._check_reached()
     if self.distributed: self._allreduce_grads()
     if self.scaler is not None: self.scaler.unscale_(self.optimizer)
     if self.grad_clip is not None:
@@ -296,9 +298,36 @@ def _update_ema(self:EBMTrainer):
         torch._foreach_lerp_(ema_p, p, 1 - self.ema_decay)
         for eb, b in zip(self.ema_model.buffers(), self.model.buffers()): eb.copy_(b)
 
+# %% ../nbs/08_trainers.ipynb #i15t30
+@patch
+def _untrainable(self:EBMTrainer):
+    m, l = type(self.model).__name__, type(self.loss_fn).__name__
+    return ValueError(f"{type(self).__name__}: the loss ({l}) does not depend on any parameter the optimiser updates, so "
+                      f"training would change nothing (no gradient reaches them). Check that the model ({m}) has trainable "
+                      f"parameters that its energy uses (not frozen, not detached, not a parameter-free analytical model) "
+                      f"and that the optimiser was built from them, e.g. torch.optim.Adam(model.parameters())")
+
+@patch
+def _check_trainable(self:EBMTrainer):
+    "Before the first step: some parameter of the optimiser must require grad."
+    params = [p for g in self.optimizer.param_groups for p in g['params']]
+    if not any(p.requires_grad for p in params):
+        raise ValueError(f"{type(self).__name__}: none of the optimiser's {len(params)} parameters requires grad (is the "
+                         f"model, {type(self.model).__name__}, frozen?), so training would change nothing. Unfreeze them, "
+                         f"e.g. model.requires_grad_(True), or give the optimiser the parameters you want to train")
+
+@patch
+def _check_reached(self:EBMTrainer):
+    "After the first backward pass: the loss's gradient must have reached some parameter of the optimiser."
+    if all(p.grad is None for g in self.optimizer.param_groups for p in g['params']): raise self._untrainable()
+    self._trainable_checked = True
+
+EBMTrainer._trainable_checked = False
+
 # %% ../nbs/08_trainers.ipynb #c028
 @patch
 def _step(self:EBMTrainer, pos, neg=None):
+    if not self._trainable_checked: self._check_trainable()
     loss, metrics = self._loss(pos, neg)
     self._update(loss, metrics)
     self.metrics = metrics
@@ -332,18 +361,19 @@ def _flush(self:EBMTrainer):
     rows = [{'step': s, 'epoch': e, **dict(zip(keys, v))} for (s, e, _), v in zip(self._pending, vals)]
     self._pending = []
     for r in rows:
-        if not math.isfinite(r['loss']): raise self._diverged(r['step'], f"the loss is {r['loss']}")
+        if not math.isfinite(r['loss']): raise self._diverged(r['step'], f"the loss is {r['loss']}", r['epoch'])
         self._last_finite = r
         for k, v in r.items(): self.history.setdefault(k, []).append(v)
     return rows
 
 @patch
-def _diverged(self:EBMTrainer, step, what):
-    "The error for a non-finite loss at `step`, with the last finite metrics."
+def _diverged(self:EBMTrainer, step, what, epoch=None):
+    "The error for a non-finite loss at `step` of `epoch` (default: the current one), with the last finite metrics."
     last = self._last_finite
     where = (f"last finite metrics (step {last['step']}): {_fmt_metrics({k: v for k, v in last.items() if k not in ('step', 'epoch')})}"
              if last else "no finite step before it")
-    return FloatingPointError(f"training diverged at step {step} (epoch {self.epoch}): {what}; {where}. "
+    epoch = self.epoch if epoch is None else epoch  # a pending row may be flushed after its epoch ended
+    return FloatingPointError(f"training diverged at step {step} (epoch {epoch}): {what}; {where}. "
                               "Try a smaller learning rate or MCMC step size, grad_clip, or an energy regulariser.")
 
 EBMTrainer._last_finite = None

@@ -79,6 +79,9 @@ class BaseSampler:
     def _energy(self, run): return self.model(run.x)
     def _bad_chains(self, run): return ~torch.isfinite(run.x).flatten(1).all(1)
     def _chains_ok(self, run) -> bool: return not bool(self._bad_chains(run).any())
+    def _describe_bad(self, run, bad) -> str:
+        "What happened to the chains of the mask `bad` (some are set), for the error and the warning."
+        return f"{int(bad.sum())} of {bad.numel()} chains became non-finite (NaN or inf)"
 
     def __repr__(self):
         skip = {"model", "on_nonfinite", "check_every"}
@@ -212,8 +215,8 @@ def sample(self:BaseSampler,
             nonfinite = flagged if flagged is not None else torch.zeros(B, dtype=torch.bool, device=x.device)
             diagnostics = {"energy": energy, **extra, "nonfinite": nonfinite}
     if flagged is not None and flagged.any():
-        warnings.warn(f"{type(self).__name__}: {int(flagged.sum())} of {B} chains became non-finite (NaN or inf); "
-                      f"their mask is diagnostics['nonfinite']", RuntimeWarning)
+        warnings.warn(f"{type(self).__name__}: {self._describe_bad(run, flagged)}; their mask is diagnostics['nonfinite']",
+                      RuntimeWarning)
     out = (run.x,) + ((traj,) if return_trajectory else ()) + ((diagnostics,) if return_diagnostics else ())
     return out[0] if len(out) == 1 else out
 
@@ -226,7 +229,7 @@ def _check_chains(self:BaseSampler, run, t0, t1, flagged):
     if not self._chains_ok(run):
         bad = self._bad_chains(run)
         raise FloatingPointError(
-            f"{type(self).__name__}: {int(bad.sum())} of {bad.numel()} chains became non-finite (NaN or inf) during steps "
+            f"{type(self).__name__}: {self._describe_bad(run, bad)} during steps "
             f"{t0 + 1}-{t1}; usually the step size is too large for this energy, or the energy/gradient overflows. "
             f"Use on_nonfinite='flag' to finish the run and get the mask of failed chains.")
     return flagged

@@ -7,10 +7,11 @@ __all__ = ['LangevinDynamics']
 
 # %% ../../nbs/02b_langevin_dynamics.ipynb #c003
 import math
+import warnings
 from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
-from ..core import BaseModel, _all_finite
+from ..core import BaseModel
 from .base import BaseSampler, _Param, _schedule_values
 
 # %% ../../nbs/02b_langevin_dynamics.ipynb #c006
@@ -57,7 +58,7 @@ def _begin(self:LangevinDynamics, x, n_steps, burn_in, generator):
     sigma = _schedule_values("noise_scale", self.noise_scale, n_steps, positive=False)
     const = not isinstance(eta, list) and not isinstance(sigma, list)
     run = SimpleNamespace(x=x, noise=torch.empty_like(x), gen=generator, grad=self.model.gradient,
-                          const=const, clamp=self.clamp, broken=None)
+                          const=const, clamp=self.clamp, broken=None, pinned=None, n_checks=0)
     if const: run.eta, run.c = eta, sigma * math.sqrt(2 * eta)
     else:
         etas = eta if isinstance(eta, list) else [eta] * n_steps
@@ -77,12 +78,55 @@ def _step(self:LangevinDynamics, run, t):
         run.broken |= ~torch.isfinite(x).flatten(1).all(1)
         x.clamp_(*run.clamp)
 
+
+# %% ../../nbs/02b_langevin_dynamics.ipynb #i15l02
 @patch
 def _bad_chains(self:LangevinDynamics, run):
-    bad = ~torch.isfinite(run.x).flatten(1).all(1)
+    "Chains that are not finite or diverging ($\\|x\\|^2$ overflows), or that broke before a clamp."
+    bad = ~torch.isfinite(run.x.flatten(1).square().sum(1))
     return bad if run.broken is None else bad | run.broken
 
 @patch
 def _chains_ok(self:LangevinDynamics, run):
-    "One reduction over the states, plus the clamp's record (the per-chain mask is only built once something broke)."
-    return _all_finite(run.x) and (run.broken is None or not bool(run.broken.any()))
+    "One reduction over all the states (an overflow of the total alone is no failure), plus the clamp's record."
+    v = run.x.reshape(-1)
+    ok = math.isfinite(torch.dot(v, v).item()) or not bool(self._bad_chains(run).any())  # dot: as cheap as a sum
+    return ok and (run.broken is None or not bool(run.broken.any()))
+
+@patch
+def _describe_bad(self:LangevinDynamics, run, bad):
+    x = run.x.flatten(1)
+    nonfinite = ~torch.isfinite(x).all(1)
+    if run.broken is not None: nonfinite |= run.broken
+    B, n, n_nf = bad.numel(), int(bad.sum()), int((bad & nonfinite).sum())
+    parts = [f"{n_nf} of {B} chains became non-finite (NaN or inf)"] if n_nf else []
+    if n > n_nf:
+        big = x[bad & ~nonfinite].abs().max().item()
+        parts.append(f"{n - n_nf} of {B} chains are diverging (still finite, but |x| reaches {big:.3g} and the squared "
+                     f"norm overflows {str(x.dtype).removeprefix('torch.')}, so energies there are infinite)")
+    return " and ".join(parts)
+
+@patch
+def _check_chains(self:LangevinDynamics, run, t0, t1, flagged):
+    if run.clamp is not None:  # chains with every coordinate on a bound at every check so far (on the device: no sync)
+        x = run.x.flatten(1)
+        on = torch.eq(x, run.clamp[0]).logical_or_(torch.eq(x, run.clamp[1])).all(1)
+        run.pinned = on if run.pinned is None else run.pinned.logical_and_(on)
+        run.n_checks += 1
+    return BaseSampler._check_chains(self, run, t0, t1, flagged)
+
+@patch
+def _end(self:LangevinDynamics, run):
+    "`diagnostics['pinned']`, and a warning if some chains sat on the clamp box for the whole run."
+    if run.pinned is None: return {"pinned": torch.zeros(run.x.shape[0], dtype=torch.bool, device=run.x.device)}
+    pinned = run.pinned
+    if pinned.any():   # the one synchronisation (only with a clamp)
+        pinned = pinned & ~run.broken   # a chain that broke is reported as non-finite instead
+        n = int(pinned.sum())
+        (lo, hi), k = run.clamp, run.n_checks
+        when = "at the end of the run" if k == 1 else f"at all {k} checks of the run (every {self.check_every} steps and at the end)"
+        if n: warnings.warn(f"{type(self).__name__}: {n} of {pinned.numel()} chains sat on the clamp box [{lo:g}, {hi:g}] "
+                            f"(every coordinate on a bound) {when}: they are pinned there, not sampling. The step size is "
+                            f"probably too large for this energy (each step overshoots the box); their mask is "
+                            f"diagnostics['pinned']", RuntimeWarning)
+    return {"pinned": pinned}

@@ -39,14 +39,22 @@ def _mh_bad_chains(run):
     return (~torch.isfinite(run.x).flatten(1).all(1)) | (~torch.isfinite(run.g).flatten(1).all(1)) | torch.isnan(run.E)
 
 def _mh_end(sampler, run):
-    "Diagnostics of an MH run, and a warning if any proposal was not finite."
-    n_counted = run.n_steps - run.counted_from
-    rate = run.n_accept.to(run.E.dtype) / max(n_counted, 1)
-    n_bad = int(run.n_nonfinite.sum()) if run.n_steps else 0
-    if n_bad:
-        warnings.warn(f"{type(sampler).__name__}: {n_bad} proposals in {int((run.n_nonfinite > 0).sum())} chains had a "
-                      f"non-finite acceptance ratio (NaN/inf energy or gradient) and were rejected; see "
-                      f"diagnostics['n_nonfinite_proposals'] (a smaller step size usually helps)", RuntimeWarning)
+    "Diagnostics of an MH run; a warning if any proposal was not finite, and one if no proposal at all was accepted."
+    n_counted, B, name = run.n_steps - run.counted_from, run.x.shape[0], type(sampler).__name__
+    if n_counted: rate = run.n_accept.to(run.E.dtype) / n_counted
+    else: rate = torch.full((B,), math.nan, dtype=run.E.dtype, device=run.E.device)  # no step: undefined, not 0
+    if run.n_steps:
+        n_bad, n_bad_chains, n_acc = torch.stack([run.n_nonfinite.sum(), (run.n_nonfinite > 0).sum(),
+                                                  run.n_accept.sum()]).tolist()      # the run's one synchronisation
+        if n_bad:
+            warnings.warn(f"{name}: {n_bad} proposals in {n_bad_chains} chains had a non-finite acceptance ratio (NaN/inf "
+                          f"energy or gradient) and were rejected; see diagnostics['n_nonfinite_proposals'] (a smaller step "
+                          f"size usually helps)", RuntimeWarning)
+        if n_acc == 0:
+            after = " after burn-in" if run.counted_from else ""
+            warnings.warn(f"{name}: no proposal was accepted in {n_counted} steps{after} of {B} chains (acceptance rate "
+                          f"0 %): the chains did not move, so they are not samples. The step size is probably far too large "
+                          f"for this energy; try a smaller one", RuntimeWarning)
     return {"acceptance_rate": rate, "n_nonfinite_proposals": run.n_nonfinite}
 
 # %% ../../nbs/02c_mala.ipynb #c008
