@@ -253,6 +253,8 @@ def _loss(self:EBMTrainer, pos, neg=None):
     try:
         if neg is None: loss = self.loss_fn(model, pos)
         elif hasattr(self.loss_fn, 'contrastive'): loss = self.loss_fn.contrastive(model, pos, neg)
+        elif hasattr(self.loss_fn, '_probe'):
+            raise TypeError(f"{type(self.loss_fn).__name__} trains a field on its own noise: train_step takes no neg_samples with it")
         else:
             ep, en = model(pos).float(), model(neg).float()
             loss = ep.mean() - en.mean()
@@ -396,9 +398,10 @@ def _prepare(self:EBMTrainer, batch, what="data batch"):
 
 @patch
 def _check_fits(self:EBMTrainer, x):
-    "Evaluate the model on two samples of the first batch, to turn a shape mismatch into an error about the data."
+    "Evaluate the model on two samples of the first batch (as the loss calls it), to turn a shape mismatch into an error about the data."
+    probe = getattr(self.loss_fn, '_probe', None)  # a field loss calls model(x, t): it says how
     try:
-        with torch.no_grad(): self.model(x[:2])
+        with torch.no_grad(): probe(self.model, x[:2]) if probe is not None else self.model(x[:2])
     except (RuntimeError, ValueError, TypeError) as e:
         raise ValueError(f"the data (samples of shape {tuple(x.shape[1:])}) do not fit the model: {e}") from e
 
@@ -626,6 +629,8 @@ def _loss_kind(loss_fn):
     "The loss's class, with persistent contrastive divergence told apart from plain CD however it was built."
     name = _kind(loss_fn)
     if getattr(loss_fn, 'persistent', False) is True: name = name.removeprefix('Persistent') + ' (persistent)'
+    coupling = _kind(getattr(loss_fn, 'coupling', None))  # flow matching: the pairing of noise and data
+    if coupling not in (None, 'IndependentCoupling'): name += f' ({coupling})'
     return name
 
 @patch
@@ -878,14 +883,16 @@ def _allreduce_grads(self:EBMTrainer):
 
 # %% ../nbs/08_trainers.ipynb #c085
 class _AutocastModel(BaseModel):
-    "Evaluate `model` under autocast in `amp_dtype`; energies come back in the input's dtype."
+    "Evaluate `model` under autocast in `amp_dtype` (with any time and conditioning); outputs come back in the input's dtype."
     def __init__(self, model, device_type, amp_dtype):
         super().__init__()
         self.inner, self.device_type, self.amp_dtype = model, device_type, amp_dtype
-    def forward(self, x):
+    def forward(self, x, *args, **kwargs):
         with torch.autocast(self.device_type, dtype=self.amp_dtype):
-            e = self.inner(x)
-        return e.to(x.dtype)
+            out = self.inner(x, *args, **kwargs)
+        cast = lambda o: o.to(x.dtype) if isinstance(o, torch.Tensor) and o.is_floating_point() else o
+        return tuple(map(cast, out)) if isinstance(out, tuple) else cast(out)
+    __call__ = nn.Module.__call__  # the inner model checks its own output (an energy's shape; a field is not an energy)
 
 class MixedPrecisionEBMTrainer(EBMTrainer):
     "`EBMTrainer` whose energy network runs under autocast (float16 + GradScaler on CUDA, bfloat16 on CPU)."

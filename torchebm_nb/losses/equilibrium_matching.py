@@ -261,6 +261,12 @@ def forward(self:EquilibriumMatchingLoss, *args, y=None, x0=None, model_kwargs=N
     if self.device is not None: mk = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in mk.items()}
     return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))
 
+# %% ../../nbs/07e_equilibrium_matching.ipynb #eqm_probe
+@patch
+def _probe(self:EquilibriumMatchingLoss, model, x):
+    "One call of `model` on a few samples `x`, as training calls it (with times $t = 0$): a trainer's check that the data fit."
+    return model(x, torch.zeros(x.shape[0], device=x.device, dtype=x.dtype))
+
 # %% ../../nbs/07e_equilibrium_matching.ipynb #c047
 _ADAPTER_TYPES = ("dot", "mean", "l2", "implicit")
 

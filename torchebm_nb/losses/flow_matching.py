@@ -202,3 +202,9 @@ def forward(self:FlowMatchingLoss, *args, y=None, x0=None, model_kwargs=None, ge
     if self.device is not None:
         mk = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in mk.items()}
     return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))
+
+# %% ../../nbs/07d_flow_matching.ipynb #fm_probe
+@patch
+def _probe(self:FlowMatchingLoss, model, x):
+    "One call of `model` on a few samples `x`, as training calls it (with times $t = 0$): a trainer's check that the data fit."
+    return model(x, torch.zeros(x.shape[0], device=x.device, dtype=x.dtype))
