@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from ..core import BaseModel, check_energy_shape
 from .base import BaseLoss, _randn, _randint, _randperm, _f32
 from .flow_matching import FlowMatchingLoss
-from .equilibrium_matching import _draw_path, _merge_y, _check_time_args
+from .equilibrium_matching import _draw_path, _check_time_args
 from ..interpolants import resolve_interpolant
 from ..couplings import resolve_coupling
 from ..schedulers import Scheduler, TemperatureScheduler
@@ -93,7 +93,7 @@ class EnergyMatchingLoss(BaseLoss):
         self.sampler = sampler if sampler is not None else (None if model is None else LangevinDynamics(model, step_size=langevin_dt))
 
     train_eps = FlowMatchingLoss.train_eps
-    _sample_t, _cast = FlowMatchingLoss._sample_t, FlowMatchingLoss._cast
+    _sample_t, _cast, forward = FlowMatchingLoss._sample_t, FlowMatchingLoss._cast, FlowMatchingLoss.forward
 
     def extra_repr(self):
         return (f"coupling={self.coupling!r}, interpolant={self.interpolant!r}, sigma={self._sigma!r}, "
@@ -243,19 +243,3 @@ def compute(self:EnergyMatchingLoss, model, x, *, x0=None, model_kwargs=None, ge
     checks.update({"the flow term": terms["flow_loss"], "the contrastive term": terms["cd_loss"]})
     if "negatives" in terms: checks["the negatives"] = terms["negatives"]
     return terms["loss"], metrics, checks
-
-@patch
-def forward(self:EnergyMatchingLoss, *args, y=None, x0=None, model_kwargs=None, generator=None, **kwargs):
-    "`loss_fn(x)` or `loss_fn(model, x)`; optional conditioning `y=` / `model_kwargs=`, noise `x0=`, RNG `generator=`."
-    name = type(self).__name__
-    if kwargs:
-        raise TypeError(f"{name} got unexpected keyword arguments {sorted(kwargs)}: pass model conditioning "
-                        "as model_kwargs={...} (or y=...)")
-    if len(args) == 2 and isinstance(args[0], nn.Module): self._bind(args[0]); x = args[1]
-    elif len(args) == 1: x = args[0]
-    else: raise TypeError(f"call {name} as loss_fn(x) or loss_fn(model, x), got {len(args)} positional arguments")
-    if self.model is None: raise ValueError(f"{name} has no model: pass one at construction (model=...) or call loss_fn(model, x)")
-    mk = _merge_y(y, model_kwargs)
-    x = self._cast(self._check_batch(x))
-    if self.device is not None: mk = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in mk.items()}
-    return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))

@@ -14,7 +14,7 @@ import torch.nn as nn
 from fastcore.basics import patch
 from ..core import BaseModel, _autograd_energy_and_grad
 from .base import BaseLoss, _randn, _f32
-from .flow_matching import FlowMatchingLoss, _per_row
+from .flow_matching import FlowMatchingLoss, _per_row, _merge_y
 from ..interpolants import expand_t_like_x, resolve_interpolant
 from ..couplings import resolve_coupling
 
@@ -98,7 +98,7 @@ class EquilibriumMatchingLoss(BaseLoss):
 
     # the time distribution and the data conversion are flow matching's own
     train_eps = FlowMatchingLoss.train_eps
-    _sample_t, _cast = FlowMatchingLoss._sample_t, FlowMatchingLoss._cast
+    _sample_t, _cast, forward = FlowMatchingLoss._sample_t, FlowMatchingLoss._cast, FlowMatchingLoss.forward
 
     def extra_repr(self):
         ct = getattr(self.ct, "__name__", self.ct)
@@ -132,12 +132,6 @@ def _draw_path(loss, x1, x0, mk, g):
                          f"{_per_row(mk, B)} would no longer match its rows: for conditional training use coupling=None")
     return x0c, x1c, loss._sample_t(B, x1, g), pair.weights
 
-def _merge_y(y, model_kwargs):
-    mk = dict(model_kwargs or {})
-    if y is not None:
-        if "y" in mk: raise ValueError("y is given twice: as y= and in model_kwargs")
-        mk["y"] = y
-    return mk
 
 def _unpack(out):
     "A model output, or `(output, activations)`: return both (activations None if absent)."
@@ -244,22 +238,6 @@ def compute(self:EquilibriumMatchingLoss, model, x, *, x0=None, model_kwargs=Non
     checks.update({"the times t": terms["t"], "the model output": terms["pred"], "the regressed field": terms["field"],
                    "the per-sample loss": per})
     return loss, metrics, checks
-
-@patch
-def forward(self:EquilibriumMatchingLoss, *args, y=None, x0=None, model_kwargs=None, generator=None, **kwargs):
-    "`loss_fn(x)` or `loss_fn(model, x)`; optional conditioning `y=` / `model_kwargs=`, noise `x0=`, RNG `generator=`."
-    name = type(self).__name__
-    if kwargs:
-        raise TypeError(f"{name} got unexpected keyword arguments {sorted(kwargs)}: pass model conditioning "
-                        "as model_kwargs={...} (or y=...)")
-    if len(args) == 2 and isinstance(args[0], nn.Module): self._bind(args[0]); x = args[1]
-    elif len(args) == 1: x = args[0]
-    else: raise TypeError(f"call {name} as loss_fn(x) or loss_fn(model, x), got {len(args)} positional arguments")
-    if self.model is None: raise ValueError(f"{name} has no model: pass one at construction (model=...) or call loss_fn(model, x)")
-    mk = _merge_y(y, model_kwargs)
-    x = self._cast(self._check_batch(x))
-    if self.device is not None: mk = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in mk.items()}
-    return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))
 
 # %% ../../nbs/07e_equilibrium_matching.ipynb #eqm_probe
 @patch

@@ -186,22 +186,26 @@ def compute(self:FlowMatchingLoss, model, x, *, x0=None, model_kwargs=None, gene
 @patch
 def forward(self:FlowMatchingLoss, *args, y=None, x0=None, model_kwargs=None, generator=None, **kwargs):
     "`loss_fn(x)` or `loss_fn(model, x)`; optional conditioning `y=` / `model_kwargs=`, noise `x0=`, RNG `generator=`."
+    name = type(self).__name__   # shared by the path losses (EquilibriumMatchingLoss, EnergyMatchingLoss borrow it)
     if kwargs:
-        raise TypeError(f"FlowMatchingLoss got unexpected keyword arguments {sorted(kwargs)}: pass model conditioning "
+        raise TypeError(f"{name} got unexpected keyword arguments {sorted(kwargs)}: pass model conditioning "
                         "as model_kwargs={...} (or y=...)")
     if len(args) == 2 and isinstance(args[0], nn.Module): self._bind(args[0]); x = args[1]
     elif len(args) == 1: x = args[0]
-    else: raise TypeError(f"call FlowMatchingLoss as loss_fn(x) or loss_fn(model, x), got {len(args)} positional arguments")
-    if self.model is None:
-        raise ValueError("FlowMatchingLoss has no model: pass one at construction (model=...) or call loss_fn(model, x)")
+    else: raise TypeError(f"call {name} as loss_fn(x) or loss_fn(model, x), got {len(args)} positional arguments")
+    if self.model is None: raise ValueError(f"{name} has no model: pass one at construction (model=...) or call loss_fn(model, x)")
+    mk = _merge_y(y, model_kwargs)
+    x = self._cast(self._check_batch(x))
+    if self.device is not None: mk = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in mk.items()}
+    return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))
+
+def _merge_y(y, model_kwargs):
+    "The model's keyword arguments: `model_kwargs` plus `y` (given once)."
     mk = dict(model_kwargs or {})
     if y is not None:
         if "y" in mk: raise ValueError("y is given twice: as y= and in model_kwargs")
         mk["y"] = y
-    x = self._cast(self._check_batch(x))
-    if self.device is not None:
-        mk = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in mk.items()}
-    return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))
+    return mk
 
 # %% ../../nbs/07d_flow_matching.ipynb #fm_probe
 @patch
