@@ -12,7 +12,7 @@ import torch.nn as nn
 from fastcore.basics import patch
 from .base import BaseLoss, _randn, _rand, _f32
 from ..interpolants import BaseInterpolant, expand_t_like_x, resolve_interpolant
-from ..couplings import BaseCoupling, resolve_coupling
+from ..couplings import BaseCoupling, IndependentCoupling, resolve_coupling
 from ..schedulers import Scheduler
 
 # %% ../../nbs/07d_flow_matching.ipynb #c009
@@ -112,7 +112,8 @@ def _sample_t(self:FlowMatchingLoss, B:int, like:torch.Tensor, generator) -> tor
     if self.t_sampler == "lognormal":
         z = _randn((B,), generator, dev, dt)
         return torch.sigmoid(-(z * self.t_p_std + self.t_p_mean)).clamp_(min=max(1e-4, eps), max=1 - eps)
-    return _rand((B,), generator, dev, dt).mul_(1 - 2 * eps).add_(eps)
+    t = _rand((B,), generator, dev, dt)
+    return t.mul_(1 - 2 * eps).add_(eps) if eps else t
 
 # %% ../../nbs/07d_flow_matching.ipynb #c015
 @patch
@@ -140,8 +141,10 @@ def training_losses(self:FlowMatchingLoss,
         if x0.shape != x1.shape:
             raise ValueError(f"x0 must have the data's shape {tuple(x1.shape)}, got {tuple(x0.shape)}")
         x0 = x0.to(device=x1.device, dtype=x1.dtype)
-    pair = self.coupling(x0, x1, generator=g, **mk)
-    x0c, x1c = pair
+    if type(self.coupling) is IndependentCoupling: x0c, x1c, weights = x0, x1, None   # the common case: no call
+    else:
+        pair = self.coupling(x0, x1, generator=g, **mk)
+        (x0c, x1c), weights = pair, pair.weights
     if x1c is not x1 and _per_row(mk, B):
         raise ValueError(f"the coupling {self.coupling!r} re-paired the data batch, so the per-sample conditioning "
                          f"{_per_row(mk, B)} would no longer match its rows: for conditional training use coupling=None "
@@ -171,7 +174,7 @@ def training_losses(self:FlowMatchingLoss,
             raise ValueError(f"loss_weight_fn must return weights of shape (B,) = ({B},), got "
                              f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}")
         loss = loss * _f32(w)
-    return {"loss": loss, "pred": pred, "target": target, "t": t, "weights": pair.weights}
+    return {"loss": loss, "pred": pred, "target": target, "t": t, "weights": weights}
 
 # %% ../../nbs/07d_flow_matching.ipynb #c017
 @patch
