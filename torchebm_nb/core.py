@@ -54,11 +54,11 @@ class BaseModel(nn.Module):
         self.network = network
         self.__dict__['_ref'] = None  # cached parameter/buffer whose device and dtype stand for the model's
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
-        "Energies `(B,)` of a batch `x` `(B, *dims)`."
+    def forward(self, x:torch.Tensor, **model_kwargs) -> torch.Tensor:
+        "Energies `(B,)` of a batch `x` `(B, *dims)`; conditioning keywords (e.g. `y=`) go on to the network."
         if self.network is None:
             raise NotImplementedError(f"{type(self).__name__} must implement `forward(x)` or be built with `network=`")
-        return _network_energy(self.network(x))
+        return _network_energy(self.network(x, **model_kwargs) if model_kwargs else self.network(x))
 
 def _network_energy(out):
     "Energies from a network's output: drop the trailing 1 of `(B, 1)` (a view: cheaper than squeeze to backpropagate)."
@@ -106,7 +106,8 @@ def __call__(self:BaseModel, x, *args, **kwargs):
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         return nn.Module.__call__(self, x, *args, **kwargs)
     self._check_input(x)
-    return check_energy_shape(nn.Module.__call__(self, x, *args, **kwargs), x)
+    if kwargs: return check_energy_shape(_call_conditioned(self, x, args, kwargs), x)
+    return check_energy_shape(nn.Module.__call__(self, x, *args), x)
 
 # %% ../nbs/00_core.ipynb #c019
 _NO_X = ("the energy does not depend on its input x (forward returned a tensor with no autograd path to x): "
@@ -119,10 +120,10 @@ def _plain_network(model):
     if model._forward_hooks or model._forward_pre_hooks: return None
     return model._modules.get('network')
 
-def _energy_and_grad(model, x, create_graph):
+def _energy_and_grad(model, x, create_graph, mk=None):
     if not x.is_floating_point() and isinstance(model, BaseModel): model._check_input(x)  # before requires_grad_ refuses it
     xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
-    net = _plain_network(model) if isinstance(model, BaseModel) else None
+    net = _plain_network(model) if isinstance(model, BaseModel) and not mk else None
     if net is not None:
         # the hot path of every sampler step: differentiate the network's own output, so that the (B,) energies
         # (a view of it) cost no extra node in the backward pass; same checks as `model(xg)`
@@ -135,7 +136,7 @@ def _energy_and_grad(model, x, create_graph):
             return e, g
         e = check_energy_shape(_network_energy(out), xg)
     else:
-        e = model(xg)
+        e = model(xg, **mk) if mk else model(xg)
         if not isinstance(model, BaseModel): check_energy_shape(e, xg)  # a BaseModel's __call__ has checked it
     if not e.requires_grad: raise ValueError(_NO_X)
     # ∇ₓ Σᵢ E(xᵢ) with the ones fed in directly: no sum node to run forward and backward
@@ -143,33 +144,72 @@ def _energy_and_grad(model, x, create_graph):
     if g is None: raise ValueError(_NO_X)
     return (e, g) if create_graph else (e.detach(), g)
 
-def _autograd_energy_and_grad(model, x, create_graph=False):
-    "Energy and gradient of `model` at `x` by autograd; detached unless `create_graph`."
+def _autograd_energy_and_grad(model, x, create_graph=False, model_kwargs=None):
+    "Energy and gradient of `model` at `x` (given the conditioning `model_kwargs`) by autograd; detached unless `create_graph`."
     if not torch.is_inference_mode_enabled() and not x.is_inference():
-        if torch.is_grad_enabled(): return _energy_and_grad(model, x, create_graph)  # no context switch at all
-        with torch.enable_grad(): return _energy_and_grad(model, x, create_graph)    # e.g. inside a sampler's no_grad
+        if torch.is_grad_enabled(): return _energy_and_grad(model, x, create_graph, model_kwargs)  # no context switch at all
+        with torch.enable_grad(): return _energy_and_grad(model, x, create_graph, model_kwargs)    # e.g. inside a sampler's no_grad
     with torch.inference_mode(False), torch.enable_grad():
-        return _energy_and_grad(model, x.clone() if x.is_inference() else x, create_graph)
+        return _energy_and_grad(model, x.clone() if x.is_inference() else x, create_graph, model_kwargs)
 
 # %% ../nbs/00_core.ipynb #c020
 @patch
-def gradient(self:BaseModel, x:torch.Tensor) -> torch.Tensor:
-    "$\\nabla_x E(x)$: same shape, dtype and device as `x`, detached. Autograd unless a subclass gives a closed form."
-    return self.energy_and_gradient(x)[1]
+def gradient(self:BaseModel, x:torch.Tensor,
+             model_kwargs:dict|None=None,  # conditioning keywords of `forward`, e.g. `{"y": labels}`
+             *, y=None,                    # shorthand for `model_kwargs={"y": y}`
+            ) -> torch.Tensor:
+    "$\\nabla_x E(x \\mid y)$: same shape, dtype and device as `x`, detached. Autograd unless a subclass gives a closed form."
+    if model_kwargs is None and y is None: return self.energy_and_gradient(x)[1]  # overrides written as (self, x) keep working
+    return self.energy_and_gradient(x, model_kwargs=_merge_condition(model_kwargs, y))[1]
 
 @patch
-def energy_and_gradient(self:BaseModel, x:torch.Tensor):
-    "`(E(x), ∇ₓE(x))`, both detached, from a single forward pass."
+def energy_and_gradient(self:BaseModel, x:torch.Tensor, model_kwargs:dict|None=None, *, y=None):
+    "`(E(x | y), ∇ₓE(x | y))`, both detached, from a single forward pass."
     if x.ndim < 2: raise ValueError(f"expected a batch of shape (B, *dims), got shape {tuple(x.shape)}; use x.unsqueeze(0)")
-    return _autograd_energy_and_grad(self, x)
+    if model_kwargs is None and y is None: return _autograd_energy_and_grad(self, x)
+    mk = _merge_condition(model_kwargs, y)
+    return _autograd_energy_and_grad(self, x, model_kwargs=_check_condition(mk, x, self) if mk else None)
 
 @patch
-def score(self:BaseModel, x:torch.Tensor) -> torch.Tensor:
-    "The score $\\nabla_x \\log p(x) = -\\nabla_x E(x)$ (note the minus sign), detached."
-    return -self.gradient(x)
+def score(self:BaseModel, x:torch.Tensor, model_kwargs:dict|None=None, *, y=None) -> torch.Tensor:
+    "The score $\\nabla_x \\log p(x \\mid y) = -\\nabla_x E(x \\mid y)$ (note the minus sign), detached."
+    if model_kwargs is None and y is None: return -self.gradient(x)
+    return -self.gradient(x, model_kwargs=_merge_condition(model_kwargs, y))
 
 # %% ../nbs/00_core.ipynb #c026
 BaseEnergyFunction = BaseModel
+
+# %% ../nbs/00_core.ipynb #9c04a909
+def _merge_condition(model_kwargs, y):
+    "The conditioning as one dict of `forward` keywords (`y=` folded in), or `None` when there is none."
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        hint = ": pass labels as y=labels (or model_kwargs={'y': labels})" if isinstance(model_kwargs, torch.Tensor) else ""
+        raise TypeError(f"model_kwargs must be a dict of keyword arguments for forward, got {type(model_kwargs).__name__}{hint}")
+    if y is None: return model_kwargs or None
+    if model_kwargs and "y" in model_kwargs:
+        raise ValueError("y is given twice, as y= and as model_kwargs['y']: give it once")
+    return {**(model_kwargs or {}), "y": y}
+
+def _check_condition(mk, x, owner=None):
+    "Check that a tensor `y` in the conditioning `mk` has one row per sample of `x`, on `x`'s device; return `mk`."
+    y = mk.get("y")
+    if isinstance(y, torch.Tensor):
+        B = x.shape[0]
+        if y.ndim == 0 or y.shape[0] != B:
+            hint = f" (one label for the whole batch: y.expand({B}))" if y.numel() == 1 else ""
+            raise ValueError(f"y must hold one row per sample: x has {B} rows but y has shape {tuple(y.shape)}{hint}")
+        if y.device != x.device:
+            raise RuntimeError(f"y is on device {y.device} but x is on {x.device}: move it, e.g. y.to('{x.device}')")
+    return mk
+
+def _call_conditioned(model, x, args, kwargs):
+    "`model(x, *args, **kwargs)` with the conditioning checked, and a clear error if `forward` has no such keyword."
+    _check_condition(kwargs, x)
+    try: return nn.Module.__call__(model, x, *args, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e): raise
+        raise TypeError(f"{type(model).__name__} cannot take the conditioning {sorted(kwargs)}: {e}; a conditional "
+                        f"model's forward (or network) takes it as keywords, e.g. forward(self, x, y=None)") from e
 
 # %% ../nbs/00_core.ipynb #c029
 class AnalyticalModel(BaseModel):
@@ -188,13 +228,19 @@ class AnalyticalModel(BaseModel):
     # a subclass gives the closed form `_grad(x)` of a validated `x`, and `_energy_grad(x)` if one evaluation serves both
     def _grad(self, x): raise NotImplementedError
     def _energy_grad(self, x): return self.forward(x), self._grad(x)
-    def gradient(self, x:torch.Tensor) -> torch.Tensor:
-        "Closed-form $\\nabla_x E(x)$, detached (as `BaseModel.gradient`), also when `x` requires grad."
+    def _no_condition(self, model_kwargs, y):
+        if y is not None or model_kwargs:
+            raise TypeError(f"{type(self).__name__} is an unconditional closed-form model: it takes no y= or model_kwargs "
+                            f"(subclass it with forward(self, x, y) for a conditional energy)")
+    def gradient(self, x:torch.Tensor, model_kwargs:dict|None=None, *, y=None) -> torch.Tensor:
+        "Closed-form $\\nabla_x E(x)$, detached (as `BaseModel.gradient`), also when `x` requires grad. Refuses conditioning."
+        if model_kwargs is not None or y is not None: self._no_condition(model_kwargs, y)
         x = self._vec(x)
         if not torch.is_grad_enabled(): return self._grad(x)  # a sampler's loop: the hot path, as cheap as before
         with torch.no_grad(): return self._grad(x)
-    def energy_and_gradient(self, x:torch.Tensor):
-        "Closed-form energy and gradient, both detached."
+    def energy_and_gradient(self, x:torch.Tensor, model_kwargs:dict|None=None, *, y=None):
+        "Closed-form energy and gradient, both detached. Refuses conditioning."
+        if model_kwargs is not None or y is not None: self._no_condition(model_kwargs, y)
         x = self._vec(x)
         if not torch.is_grad_enabled(): return self._energy_grad(x)
         with torch.no_grad(): return self._energy_grad(x)
@@ -374,14 +420,18 @@ class CompositeModel(BaseModel):
         weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
         if len(weights) != len(models): raise ValueError(f"got {len(weights)} weights for {len(models)} models")
         self.models, self.weights = nn.ModuleList(models), weights
-    def forward(self, x): return sum(w * m(x) for w, m in zip(self.weights, self.models))
-    def gradient(self, x):
-        "$\\sum_k w_k \\nabla_x E_k(x)$, detached (whatever a component does)."
-        with torch.no_grad(): return sum(w * m.gradient(x) for w, m in zip(self.weights, self.models))
-    def energy_and_gradient(self, x):
-        "Both weighted sums, detached."
+    def forward(self, x, **model_kwargs): return sum(w * m(x, **model_kwargs) for w, m in zip(self.weights, self.models))
+    def gradient(self, x, model_kwargs:dict|None=None, *, y=None):
+        "$\\sum_k w_k \\nabla_x E_k(x)$, detached (whatever a component does); conditioning goes to every component."
+        mk = _merge_condition(model_kwargs, y)
         with torch.no_grad():
-            es, gs = zip(*(m.energy_and_gradient(x) for m in self.models))
+            if not mk: return sum(w * m.gradient(x) for w, m in zip(self.weights, self.models))
+            return sum(w * m.gradient(x, model_kwargs=mk) for w, m in zip(self.weights, self.models))
+    def energy_and_gradient(self, x, model_kwargs:dict|None=None, *, y=None):
+        "Both weighted sums, detached."
+        mk = _merge_condition(model_kwargs, y)
+        with torch.no_grad():
+            es, gs = zip(*((m.energy_and_gradient(x, model_kwargs=mk) if mk else m.energy_and_gradient(x)) for m in self.models))
             return sum(w * e for w, e in zip(self.weights, es)), sum(w * g for w, g in zip(self.weights, gs))
 
 # %% ../nbs/00_core.ipynb #c060

@@ -8,7 +8,7 @@ __all__ = ['MLP', 'NeuralNetworkModel', 'NeuralEnergyFunction', 'MLPEnergyModel'
            'MLPTimestepEmbedder', 'LabelEmbedder', 'build_2d_sincos_pos_embed', 'patchify', 'unpatchify', 'patchify2d',
            'unpatchify2d', 'ConvPatchEmbed2d', 'MultiheadSelfAttention', 'FeedForward', 'AdaLNZeroBlock',
            'AdaLNZeroPatchHead', 'DiT', 'dit_s_2', 'dit_s_4', 'dit_s_8', 'dit_b_2', 'dit_b_4', 'dit_b_8', 'dit_l_2',
-           'dit_l_4', 'dit_l_8', 'dit_xl_2', 'dit_xl_4', 'dit_xl_8']
+           'dit_l_4', 'dit_l_8', 'dit_xl_2', 'dit_xl_4', 'dit_xl_8', 'ClassifierFreeGuidance']
 
 # %% ../../nbs/05_models.ipynb #c003
 import copy
@@ -343,8 +343,9 @@ from .dit import (
     patchify2d, unpatchify2d, ConvPatchEmbed2d, MultiheadSelfAttention, FeedForward, AdaLNZeroBlock,
     AdaLNZeroPatchHead, DiT, dit_s_2, dit_s_4, dit_s_8, dit_b_2, dit_b_4, dit_b_8, dit_l_2, dit_l_4, dit_l_8,
     dit_xl_2, dit_xl_4, dit_xl_8)
+from .guidance import ClassifierFreeGuidance
 
 _all_ = ["TimestepEmbedder", "MLPTimestepEmbedder", "LabelEmbedder", "build_2d_sincos_pos_embed", "patchify",
          "unpatchify", "patchify2d", "unpatchify2d", "ConvPatchEmbed2d", "MultiheadSelfAttention", "FeedForward",
          "AdaLNZeroBlock", "AdaLNZeroPatchHead", "DiT", "dit_s_2", "dit_s_4", "dit_s_8", "dit_b_2", "dit_b_4",
-         "dit_b_8", "dit_l_2", "dit_l_4", "dit_l_8", "dit_xl_2", "dit_xl_4", "dit_xl_8"]
+         "dit_b_8", "dit_l_2", "dit_l_4", "dit_l_8", "dit_xl_2", "dit_xl_4", "dit_xl_8", "ClassifierFreeGuidance"]

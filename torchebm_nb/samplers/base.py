@@ -7,13 +7,14 @@ __all__ = ['BaseSampler']
 
 # %% ../../nbs/02a_sampler_base.ipynb #c003
 import contextlib
+import inspect
 import math
 import operator
 import warnings
 from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
-from ..core import BaseModel, _all_finite
+from ..core import BaseModel, _all_finite, _merge_condition, _check_condition
 from ..schedulers import Scheduler, ConstantScheduler
 
 # %% ../../nbs/02a_sampler_base.ipynb #c007
@@ -171,6 +172,49 @@ def _eval_mode(model):
     finally:
         for m in training: m.training = True
 
+# %% ../../nbs/02a_sampler_base.ipynb #6a46f92a
+class _ConditionedModel:
+    "A model with its conditioning bound: what `self.model` is inside a conditional run."
+    def __init__(self, model, model_kwargs, batch_size):
+        self.__dict__.update(model=model, model_kwargs=model_kwargs, batch_size=batch_size)
+    def __call__(self, x): return self.model(x, **self.model_kwargs)
+    def gradient(self, x): return self.model.gradient(x, model_kwargs=self.model_kwargs)
+    def energy_and_gradient(self, x): return self.model.energy_and_gradient(x, model_kwargs=self.model_kwargs)
+    def score(self, x): return -self.gradient(x)
+    def rows(self, idx):
+        "The view for the chains `idx` (a 1-D index tensor): per-chain tensors indexed, the rest kept."
+        B = self.batch_size
+        mk = {k: v.index_select(0, idx) if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == B else v
+              for k, v in self.model_kwargs.items()}
+        return _ConditionedModel(self.model, mk, idx.numel())
+    def __getattr__(self, name): return getattr(self.model, name)
+    def __repr__(self): return f"{type(self.model).__name__} conditioned on {sorted(self.model_kwargs)}"
+
+def _takes_model_kwargs(fn):
+    try: ps = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError): return True   # not introspectable: let the call decide
+    return any(p.name == "model_kwargs" or p.kind is p.VAR_KEYWORD for p in ps)
+
+def _bind_condition(model, model_kwargs, y, x):
+    "The view of `model` bound to the conditioning for chains `x`, or `None` for an unconditional run."
+    mk = _merge_condition(model_kwargs, y)
+    if not mk: return None
+    _check_condition(mk, x)
+    for name in ("gradient", "energy_and_gradient"):
+        fn = getattr(model, name, None)
+        if fn is not None and not _takes_model_kwargs(fn):
+            raise TypeError(f"{type(model).__name__}.{name} takes no model_kwargs, so the condition {sorted(mk)} cannot reach it: "
+                            f"give it a `model_kwargs=None` parameter and pass it on to forward")
+    return _ConditionedModel(model, mk, x.shape[0])
+
+@contextlib.contextmanager
+def _bound(sampler, cond):
+    "Inside the block `sampler.model` is the conditioned view `cond` (unless it is `None`); then the model again."
+    if cond is None: yield; return
+    sampler.model = cond
+    try: yield
+    finally: sampler.model = cond.model
+
 # %% ../../nbs/02a_sampler_base.ipynb #c017
 @patch
 def sample(self:BaseSampler,
@@ -184,6 +228,8 @@ def sample(self:BaseSampler,
            return_trajectory:bool=False,   # also return the kept states `(B, n_kept, *dims)`
            return_diagnostics:bool=False,  # also return a dict of diagnostics
            generator:torch.Generator|None=None,  # source of all randomness; the global RNG is untouched when given
+           y=None,                          # condition, one row per chain: shorthand for `model_kwargs={"y": y}`
+           model_kwargs:dict|None=None,     # conditioning keywords of the model's `forward`, passed to every evaluation
           ):
     "Run the chains; return `x`, then `trajectory` and/or `diagnostics` if asked, in that order."
     n_kept = _check_counts(n_steps, burn_in, thin)
@@ -192,11 +238,12 @@ def sample(self:BaseSampler,
                         "for a seed, pass generator=torch.Generator().manual_seed(seed)")
     model = _check_model(self.model)
     x = _initial_state(model, n_samples, dim, x, generator)
+    cond = None if y is None and model_kwargs is None else _bind_condition(model, model_kwargs, y, x)
     B = x.shape[0]
     traj = x.new_empty((B, n_kept, *x.shape[1:])) if return_trajectory else None
     energy = x.new_empty((B, n_kept)) if return_diagnostics else None
     flagged = None
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), _eval_mode(model), _bound(self, cond):
         run = self._begin(x, n_steps, burn_in, generator)
         k, next_keep, last_check, every = 0, burn_in + thin, 0, self.check_every
         for t in range(n_steps):
@@ -244,7 +291,7 @@ def sample_chain(self:BaseSampler,
                  initial_points:torch.Tensor|None=None,  # the initial state (the older name of `x`)
                  x:torch.Tensor|None=None,  # the initial state
                  return_final:bool=True,    # False: return the kept trajectory in place of the final state
-                 **kwargs,                  # `burn_in`, `thin`, `return_trajectory`, `return_diagnostics`, `generator`
+                 **kwargs,                  # `burn_in`, `thin`, `return_trajectory`, `return_diagnostics`, `generator`, `y`, `model_kwargs`
                 ):
     "`sample` under its classic TorchEBM name and argument names."
     if initial_points is not None and x is not None: raise TypeError("give the initial state as x= or initial_points=, not both")

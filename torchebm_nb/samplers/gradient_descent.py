@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
 from ..core import BaseModel, _all_finite
-from .base import (BaseSampler, _Param, _schedule_values, _model_device_dtype, _positive_int,
+from .base import (_ConditionedModel, BaseSampler, _Param, _schedule_values, _model_device_dtype, _positive_int,
                                       _event_shape)
 
 # %% ../../nbs/03b_gradient_descent.ipynb #c008
@@ -68,6 +68,8 @@ def sample(self:_DescentSampler,
            return_diagnostics:bool=False,  # also return a dict: "energy", "n_steps_taken", "converged", "nonfinite"
            reset_schedulers:bool=True,     # accepted for upstream compatibility (no effect)
            generator:torch.Generator|None=None,  # draws the N(0, I) start when `x` is not given
+           y=None,                          # condition, one row per chain: shorthand for `model_kwargs={"y": y}`
+           model_kwargs:dict|None=None,     # conditioning keywords of the model's `forward`, passed to every gradient
           ):
     "Descend from `x` (or from N(0, I)); return `x`, then `trajectory` and/or `diagnostics` if asked, in that order."
     if isinstance(n_samples, torch.Tensor):
@@ -87,7 +89,7 @@ def sample(self:_DescentSampler,
                 x = torch.randn((n, *dims), generator=generator, device=device, dtype=dtype)
     return BaseSampler.sample(self, n_samples, dim, n_steps, x=x, burn_in=burn_in, thin=thin,
                               return_trajectory=return_trajectory, return_diagnostics=return_diagnostics,
-                              generator=generator)
+                              generator=generator, y=y, model_kwargs=model_kwargs)
 
 # %% ../../nbs/03b_gradient_descent.ipynb #c013
 @patch
@@ -98,7 +100,8 @@ def _begin(self:_DescentSampler, x, n_steps, burn_in, generator):
             torch.zeros(B, dtype=torch.long, device=x.device)
     return SimpleNamespace(x=x, v=self._velocity(x), grad=self.model.gradient, tol=tol, steps=steps,
                            etas=eta if isinstance(eta, list) else None, eta=eta,
-                           active=torch.ones(B, dtype=torch.bool, device=x.device), done=False, energy=None)
+                           active=torch.ones(B, dtype=torch.bool, device=x.device), done=False, energy=None,
+                           cond=self.model if isinstance(self.model, _ConditionedModel) else None)
 
 @patch
 def _step(self:_DescentSampler, run, t):
@@ -118,7 +121,9 @@ def _step(self:_DescentSampler, run, t):
         return
     idx = run.active.nonzero().squeeze(1)
     v = None if run.v is None else run.v.index_select(0, idx)
+    if run.cond is not None: run.grad = run.cond.rows(idx).gradient   # the running chains' rows of the condition
     x, stop = self._update(run, run.x.index_select(0, idx), v, eta, run.tol)
+    if run.cond is not None: run.grad = run.cond.gradient
     run.x.index_copy_(0, idx, x)
     if v is not None: run.v.index_copy_(0, idx, v)
     run.steps.index_add_(0, idx, (~stop).long())
