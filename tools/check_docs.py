@@ -230,11 +230,11 @@ def main():
 
     site = []  # site-level problems: notebooks without a page, pages outside the sidebar
     nbs = ROOT / 'nbs'
-    sources = {m['source'] for m in pages.values() if m.get('source')}
+    have = {m['source'] for m in pages.values() if m.get('source')}
     for f in sorted(nbs.rglob('*.ipynb')):
         rel = f.relative_to(nbs)
         if any(x.startswith(('_', '.')) for x in rel.parts): continue
-        if f'nbs/{rel.as_posix()}' in sources: continue
+        if f'nbs/{rel.as_posix()}' in have: continue
         why = man.get('failed', {}).get(rel.as_posix())
         site.append(f'nbs/{rel.as_posix()} ' + (f'failed to process: {why}' if why else 'has no page in the preview (rebuild it)'))
     site += [w for w in man.get('warnings', []) if 'not listed in sidebar.yml' in w or 'sidebar.yml lists' in w]

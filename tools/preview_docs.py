@@ -291,6 +291,10 @@ def build(force=False, mathjax_url=None, quiet=False, verbose=False):
         pages[out_rel]['has_math'] = bool(re.search(r'\$[^$\s]', ''.join(cl.source for cl in nb.cells if cl.cell_type == 'markdown')))
     for f in ('styles.css',):
         if (proc / f).exists(): shutil.copy2(proc / f, OUT / f)
+    for f in nbs_path.rglob('*'):  # images a page links to (Quarto copies them into the site the same way)
+        rel = f.relative_to(nbs_path)
+        if f.suffix.lower() in ('.png', '.jpg', '.jpeg', '.svg', '.gif') and not any(x.startswith(('_', '.')) for x in rel.parts):
+            (OUT / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, OUT / rel)
 
     # 4. the contents page
     rows = []
