@@ -13,7 +13,8 @@ from fastcore.basics import patch
 from ..core import BaseModel, check_energy_shape
 from .base import BaseLoss, _randn, _randint, _randperm, _f32
 from .flow_matching import FlowMatchingLoss
-from .equilibrium_matching import _draw_path, _check_time_args
+from .flow_matching import _draw_path
+from .equilibrium_matching import _check_time_args
 from ..interpolants import resolve_interpolant
 from ..couplings import resolve_coupling
 from ..schedulers import Scheduler, TemperatureScheduler

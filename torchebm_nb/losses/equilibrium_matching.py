@@ -14,7 +14,7 @@ import torch.nn as nn
 from fastcore.basics import patch
 from ..core import BaseModel, _autograd_energy_and_grad
 from .base import BaseLoss, _randn, _f32
-from .flow_matching import FlowMatchingLoss, _per_row, _merge_y
+from .flow_matching import FlowMatchingLoss, _per_row, _merge_y, _draw_path
 from ..interpolants import expand_t_like_x, resolve_interpolant
 from ..couplings import resolve_coupling
 
@@ -117,22 +117,6 @@ def _check_time_args(t_sampler, t_p_mean, t_p_std, loss_weight_fn):
         raise TypeError(f"loss_weight_fn must be a callable t -> w(t) or None, got {type(loss_weight_fn).__name__}")
 
 # %% ../../nbs/07e_equilibrium_matching.ipynb #c015
-def _draw_path(loss, x1, x0, mk, g):
-    "`(x0, x1, t, weights)`: noise (or the given `x0`), the coupled pairs, the times."
-    B = x1.shape[0]
-    if x0 is None: x0 = _randn(x1.shape, g, x1.device, x1.dtype)
-    else:
-        if not isinstance(x0, torch.Tensor): raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-        if x0.shape != x1.shape: raise ValueError(f"x0 must have the data's shape {tuple(x1.shape)}, got {tuple(x0.shape)}")
-        x0 = x0.to(device=x1.device, dtype=x1.dtype)
-    pair = loss.coupling(x0, x1, generator=g, **mk)
-    x0c, x1c = pair
-    if x1c is not x1 and _per_row(mk, B):
-        raise ValueError(f"the coupling {loss.coupling!r} re-paired the data batch, so the per-sample conditioning "
-                         f"{_per_row(mk, B)} would no longer match its rows: for conditional training use coupling=None")
-    return x0c, x1c, loss._sample_t(B, x1, g), pair.weights
-
-
 def _unpack(out):
     "A model output, or `(output, activations)`: return both (activations None if absent)."
     if isinstance(out, tuple): return out[0], (out[1] if len(out) > 1 else None)

@@ -121,6 +121,24 @@ def _cast(self:FlowMatchingLoss, x):
     if self.dtype is None and self.device is None: return x
     return x.to(device=self.device or x.device, dtype=self.dtype or x.dtype)
 
+def _draw_path(loss, x1, x0, mk, g):
+    "`(x0, x1, t, weights)` of a path loss: noise (or the given `x0`), the coupled pairs, the times (drawn in that order)."
+    B = x1.shape[0]
+    if x0 is None: x0 = _randn(x1.shape, g, x1.device, x1.dtype)
+    else:
+        if not isinstance(x0, torch.Tensor): raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
+        if x0.shape != x1.shape: raise ValueError(f"x0 must have the data's shape {tuple(x1.shape)}, got {tuple(x0.shape)}")
+        x0 = x0.to(device=x1.device, dtype=x1.dtype)
+    if type(loss.coupling) is IndependentCoupling: x0c, x1c, weights = x0, x1, None   # the common case: no call
+    else:
+        pair = loss.coupling(x0, x1, generator=g, **mk)
+        (x0c, x1c), weights = pair, pair.weights
+    if x1c is not x1 and _per_row(mk, B):
+        raise ValueError(f"the coupling {loss.coupling!r} re-paired the data batch, so the per-sample conditioning "
+                         f"{_per_row(mk, B)} would no longer match its rows: for conditional training use coupling=None "
+                         "(independent), pairing noise and data yourself through x0= if needed")
+    return x0c, x1c, loss._sample_t(B, x1, g), weights
+
 @patch
 def training_losses(self:FlowMatchingLoss,
                     x1:torch.Tensor,                     # data `(B, *dims)`
@@ -135,21 +153,7 @@ def training_losses(self:FlowMatchingLoss,
     mk = dict(model_kwargs or {})
     x1 = self._cast(self._check_batch(x1))
     B = x1.shape[0]
-    if x0 is None: x0 = _randn(x1.shape, g, x1.device, x1.dtype)
-    else:
-        if not isinstance(x0, torch.Tensor): raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-        if x0.shape != x1.shape:
-            raise ValueError(f"x0 must have the data's shape {tuple(x1.shape)}, got {tuple(x0.shape)}")
-        x0 = x0.to(device=x1.device, dtype=x1.dtype)
-    if type(self.coupling) is IndependentCoupling: x0c, x1c, weights = x0, x1, None   # the common case: no call
-    else:
-        pair = self.coupling(x0, x1, generator=g, **mk)
-        (x0c, x1c), weights = pair, pair.weights
-    if x1c is not x1 and _per_row(mk, B):
-        raise ValueError(f"the coupling {self.coupling!r} re-paired the data batch, so the per-sample conditioning "
-                         f"{_per_row(mk, B)} would no longer match its rows: for conditional training use coupling=None "
-                         "(independent), pairing noise and data yourself through x0= if needed")
-    t = self._sample_t(B, x1, g)
+    x0c, x1c, t, weights = _draw_path(self, x1, x0, mk, g)
     xt, ut = self.path.interpolate(x0c, x1c, t)
     out = self.model(xt, t, **mk)
     pred = out[0] if isinstance(out, tuple) else out
