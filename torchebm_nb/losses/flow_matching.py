@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
+from ..core import _merge_condition
 from .base import BaseLoss, _randn, _rand, _f32
 from ..interpolants import BaseInterpolant, expand_t_like_x, resolve_interpolant
 from ..couplings import BaseCoupling, IndependentCoupling, resolve_coupling
@@ -207,12 +208,9 @@ def forward(self:FlowMatchingLoss, *args, y=None, x0=None, model_kwargs=None, ge
     return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))
 
 def _merge_y(y, model_kwargs):
-    "The model's keyword arguments: `model_kwargs` plus `y` (given once)."
-    mk = dict(model_kwargs or {})
-    if y is not None:
-        if "y" in mk: raise ValueError("y is given twice: as y= and in model_kwargs")
-        mk["y"] = y
-    return mk
+    "The model's keyword arguments: `model_kwargs` plus `y` (core's one rule for merging them)."
+    return dict(_merge_condition(model_kwargs, y) or {})
+
 
 # %% ../../nbs/07d_flow_matching.ipynb #fm_probe
 @patch

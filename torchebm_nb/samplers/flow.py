@@ -14,6 +14,8 @@ from fastcore.basics import patch
 from ..interpolants import (BaseInterpolant, VariancePreservingInterpolant, expand_t_like_x,
                                       resolve_interpolant, _DIFFUSION_FORMS, _nonzero)
 from ..integrators import BaseIntegrator, Dopri5Integrator, resolve_integrator
+from ..core import _merge_condition
+from .base import _eval_mode
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c007
 class PredictionType(enum.Enum):
@@ -159,14 +161,7 @@ def _fields(self:FlowSampler, model_kwargs, counter):
         return it.noise_to_velocity(out, x, t), -out / _nonzero(sigma)   # Tweedie: s = -E[x0 | x] / sigma
     return velocity, velocity_and_score
 
-class _EvalMode:
-    "Puts a module in eval mode for the duration; then restores every submodule's own training flag."
-    def __init__(self, model): self.mods = list(model.modules()) if isinstance(model, nn.Module) else []
-    def __enter__(self):
-        self.flags = [m.training for m in self.mods]
-        if self.mods: self.mods[0].eval()
-    def __exit__(self, *exc):
-        for m, f in zip(self.mods, self.flags): m.training = f
+
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c014
 def _model_ref(model):
@@ -209,12 +204,8 @@ def _start(self:FlowSampler, n_samples, dim, x, generator):
                        device=device, dtype=dtype)
 
 def _merge_kwargs(y, model_kwargs):
-    "The conditioning passed to the model: `model_kwargs` plus `y` (a shorthand for `model_kwargs={'y': y}`)."
-    kw = dict(model_kwargs or {})
-    if y is not None:
-        if "y" in kw: raise ValueError("y is given twice: as y= and in model_kwargs")
-        kw["y"] = y
-    return kw
+    "The conditioning passed to the model: `model_kwargs` plus `y` (core's one rule for merging them)."
+    return dict(_merge_condition(model_kwargs, y) or {})
 
 def _check_count(name, v, lo=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -271,7 +262,7 @@ def sample(self:FlowSampler,
     if adaptive and not want: grid = ts[[0, -1]]
     counter = [0]
     velocity, velocity_and_score = self._fields(kw, counter)
-    with torch.no_grad(), _EvalMode(self.model):
+    with torch.no_grad(), _eval_mode(self.model):
         if sde:
             it, form, norm = self.interpolant, self.diffusion_form, self.diffusion_norm
             w = lambda x, t: it.compute_diffusion(x, t, form=form, norm=norm)
@@ -363,7 +354,7 @@ def log_prob(self:FlowSampler,
 
     z = torch.cat([x.detach().reshape(B, D), x.new_zeros(B, 1)], 1)
     grid = torch.linspace(t1, t0, n_steps + 1, dtype=torch.float64)
-    with torch.no_grad(), _EvalMode(self.model):
+    with torch.no_grad(), _eval_mode(self.model):
         z = integ.solve(drift, z, grid)
     z0 = z[:, :D].reshape(B, *dims)
     prior = self.prior_logp(z0) if source_log_prob is None else source_log_prob(z0)
