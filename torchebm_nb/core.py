@@ -437,3 +437,39 @@ class CompositeModel(BaseModel):
 # %% ../nbs/00_core.ipynb #c060
 GaussianEnergy, DoubleWellEnergy, HarmonicEnergy = GaussianModel, DoubleWellModel, HarmonicModel
 RosenbrockEnergy, AckleyEnergy, RastriginEnergy = RosenbrockModel, AckleyModel, RastriginModel
+
+# %% ../nbs/00_core.ipynb #upn1
+_UPSTREAM_CORE_NAMES = {
+    "torchebm_nb.schedulers": ("BaseScheduler", "ConstantScheduler", "ExponentialDecayScheduler", "LinearScheduler",
+                               "CosineScheduler", "MultiStepScheduler", "WarmupScheduler", "TemperatureScheduler"),
+    "torchebm_nb.samplers.base": ("BaseSampler",),
+    "torchebm_nb.losses": ("BaseLoss",),
+    "torchebm_nb.integrators": ("BaseIntegrator",),
+    "torchebm_nb.interpolants": ("BaseInterpolant", "expand_t_like_x"),
+    "torchebm_nb.couplings": ("BaseCoupling", "BaseCostCoupling", "CouplingResult"),
+}
+_UPSTREAM_CORE = {n: m for m, names in _UPSTREAM_CORE_NAMES.items() for n in names}
+
+def __getattr__(name):
+    "Names upstream TorchEBM exports from `torchebm.core` that live in the layers above `core`: loaded on first use."
+    owner = _UPSTREAM_CORE.get(name)
+    if owner is None: raise AttributeError(f"module 'torchebm_nb.core' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(owner), name)
+    globals()[name] = value                  # later lookups are plain attribute reads
+    return value
+
+# %% ../nbs/00_core.ipynb #upn3
+def _same(a, b) -> bool:
+    "Equality for argument values that may be tensors (compared by identity, never element-wise)."
+    if a is b: return True
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor): return False
+    try: return bool(a == b)
+    except Exception: return False
+
+def _alias(owner:str, name:str, value, default, alias:str, alias_value):
+    "The value of argument `name` when upstream TorchEBM 0.8.9 spells it `alias`: either may be given, not both differently."
+    if alias_value is None: return value
+    if not _same(value, default) and not _same(value, alias_value):
+        raise TypeError(f"{owner}: give `{name}=` or `{alias}=` (TorchEBM 0.8.9's name for it), not both")
+    return alias_value
