@@ -187,6 +187,15 @@ class WarmupScheduler(Scheduler):
         W, m0, f = self.warmup_steps, self.main_scheduler(0), self.warmup_init_factor
         if t >= W: return self.main_scheduler(t - W)
         return m0 * (f + (1 - f) * t / W)
+    def step(self) -> float:
+        "Advance the cursor; the main schedule's cursor follows it after the warm-up (at `step_count - warmup_steps`), as upstream's."
+        self.step_count += 1
+        self.main_scheduler.step_count = max(0, self.step_count - self.warmup_steps)
+        return self.value
+    def reset(self):
+        "Rewind both cursors to step 0."
+        self.step_count = self.main_scheduler.step_count = 0
+        return self
 
 # %% ../nbs/02_schedulers.ipynb #c032
 class TemperatureScheduler(Scheduler):

@@ -9,6 +9,7 @@ __all__ = ['Callback', 'EarlyStopping', 'SampleCallback', 'ProgressCallback', 'E
 # %% ../nbs/08_trainers.ipynb #c003
 import contextlib
 import copy
+import inspect
 import math
 import os
 import pickle
@@ -26,7 +27,10 @@ import torch.nn as nn
 import torch.distributed as dist
 from torch.utils.data import Dataset, DataLoader
 from fastcore.basics import patch
-from .core import BaseModel
+from .core import BaseModel, _merge_condition, _check_condition
+from .couplings import BaseCostCoupling
+try: from torch.distributed.fsdp import FSDPModule
+except ImportError: FSDPModule = ()  # torch without FSDP2: no model is sharded
 
 # %% ../nbs/08_trainers.ipynb #c008
 class Callback:
@@ -125,11 +129,13 @@ class _GlobalBatches:
             yield perm[i * self.bs + self.rank * lb: i * self.bs + (self.rank + 1) * lb]
 
 class _TensorBatches:
-    "Batches of a tensor indexed by `_GlobalBatches`."
+    "Batches of a tensor, or of a pair of tensors `(x, y)` taken with the same indices, indexed by `_GlobalBatches`."
     def __init__(self, data, index_batches): self.data, self.idx = data, index_batches
     def __len__(self): return len(self.idx)
     def __iter__(self):
-        for i in self.idx: yield self.data[i.to(self.data.device)]
+        for i in self.idx:
+            if isinstance(self.data, torch.Tensor): yield self.data[i.to(self.data.device)]
+            else: yield tuple(t[i.to(t.device)] for t in self.data)
 
 class _ListBatches:
     "`_GlobalBatches` as lists of ints, for a `DataLoader`'s `batch_sampler`."
@@ -215,8 +221,12 @@ class EBMTrainer:
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world_size = dist.get_world_size() if self.distributed else 1
+        self.sharded = isinstance(model, FSDPModule)  # sharded with FSDP2's fully_shard (see Data-parallel training)
+        if self.sharded: self._check_sharded(ema_decay)
         if seed is None: seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-        if self.distributed: seed = self._broadcast_object(seed); self._broadcast_parameters()
+        if self.distributed:
+            seed = self._broadcast_object(seed); self._share_coupling()
+            if not self.sharded: self._broadcast_parameters()
         self.generator = torch.Generator().manual_seed(seed)
         self.ema_model = None
         if ema_decay is not None:
@@ -241,22 +251,43 @@ class EBMTrainer:
     def is_main(self): return self.rank == 0
 
 # %% ../nbs/08_trainers.ipynb #c024
+def _accepts(fn, name):
+    "Whether `fn`'s signature takes the keyword `name` (a `**kwargs` counts); True when it has no signature to read."
+    try: ps = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError): return True
+    return any(p.kind is p.VAR_KEYWORD or p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in ps)
+
+@patch
+def _cond_kwargs(self:EBMTrainer, fn, cond):
+    "The keywords that hand the conditioning `cond` to the loss `fn`: `y=` for labels alone, else `model_kwargs=`."
+    if not cond: return {}
+    call = fn.forward if isinstance(fn, nn.Module) else fn
+    if set(cond) == {'y'} and _accepts(call, 'y'): return {'y': cond['y']}
+    if _accepts(call, 'model_kwargs'): return {'model_kwargs': cond}
+    try: sig = f"{getattr(call, '__name__', 'forward')}{inspect.signature(call)}"
+    except (TypeError, ValueError): sig = "its forward"
+    what = "labels y" if set(cond) == {'y'} else f"conditioning {sorted(cond)}"
+    raise TypeError(f"the data batches carry {what}, but the loss {type(self.loss_fn).__name__} does not accept "
+                    f"{'y= or ' if 'y' in cond else ''}model_kwargs= ({sig}): give a loss whose forward takes them "
+                    "(every torchebm_nb loss does), or train on the data alone (e.g. the images of a labelled Dataset)")
+
 @patch
 def _forward_model(self:EBMTrainer):
     "The module the loss evaluates (the model; a low-precision wrapper in `MixedPrecisionEBMTrainer`)."
     return self.model
 
 @patch
-def _loss(self:EBMTrainer, pos, neg=None):
-    "Scalar loss and a dict of detached metric tensors."
+def _loss(self:EBMTrainer, pos, neg=None, cond=None):
+    "Scalar loss and a dict of detached metric tensors; `cond`: the batch's conditioning (a dict of model keywords) or None."
     model = self._forward_model()
     try:
-        if neg is None: loss = self.loss_fn(model, pos)
-        elif hasattr(self.loss_fn, 'contrastive'): loss = self.loss_fn.contrastive(model, pos, neg)
+        if neg is None: loss = self.loss_fn(model, pos, **self._cond_kwargs(self.loss_fn, cond))
+        elif hasattr(self.loss_fn, 'contrastive'):
+            loss = self.loss_fn.contrastive(model, pos, neg, **self._cond_kwargs(self.loss_fn.contrastive, cond))
         elif hasattr(self.loss_fn, '_probe'):
             raise TypeError(f"{type(self.loss_fn).__name__} trains a field on its own noise: train_step takes no neg_samples with it")
         else:
-            ep, en = model(pos).float(), model(neg).float()
+            ep, en = model(pos, **(cond or {})).float(), model(neg, **(cond or {})).float()
             loss = ep.mean() - en.mean()
             reg = getattr(self.loss_fn, 'energy_reg', 0.) or 0.
             if reg: loss = loss + reg * (ep.square().mean() + en.square().mean())
@@ -264,6 +295,11 @@ def _loss(self:EBMTrainer, pos, neg=None):
     except FloatingPointError as e:  # the loss's own finiteness check: add where training stands
         self._flush()  # the steps before it were finite: their metrics become the "last finite" ones
         raise self._diverged(self.step + 1, str(e)) from e
+    except TypeError as e:  # labelled data for a model that takes no labels: say how to train it on the data alone
+        if cond and ("cannot take the conditioning" in str(e) or "unexpected keyword argument" in str(e)):
+            raise TypeError(f"{e}. The data batches are labelled ((x, y) pairs): to train a model without labels, give the "
+                            "trainer the data alone (e.g. the images of a labelled Dataset, dataset.images)") from e
+        raise
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         raise TypeError(f"loss_fn must return a scalar tensor, got {type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}")
     metrics = {'loss': loss.detach()}
@@ -280,13 +316,17 @@ def _update(self:EBMTrainer, loss, metrics):
     "Backward pass, gradient averaging and clipping, optimiser / scheduler / EMA steps."
     self.optimizer.zero_grad(set_to_none=True)
     if not self._trainable_checked and not loss.requires_grad: raise self._untrainable()  # torch: "element 0 of tensors..."
-    self._backward(loss)
+    try: self._backward(loss)
+    except RuntimeError as e:
+        if self.sharded: raise self._sharded_backward_error(e) from e
+        raise
     if not self._trainable_checked: self._check_reached()
-    if self.distributed: self._allreduce_grads()
+    if self.distributed and not self.sharded: self._allreduce_grads()  # FSDP averages (reduce-scatters) them itself
     if self.scaler is not None: self.scaler.unscale_(self.optimizer)
     if self.grad_clip is not None:
         params = [p for g in self.optimizer.param_groups for p in g['params'] if p.grad is not None]
-        metrics['grad_norm'] = torch.nn.utils.clip_grad_norm_(params, self.grad_clip).detach()
+        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip).detach()
+        metrics['grad_norm'] = norm.full_tensor() if hasattr(norm, 'full_tensor') else norm  # a DTensor under FSDP
     if self.scaler is not None: self.scaler.step(self.optimizer); self.scaler.update()
     else: self.optimizer.step()
     if self.lr_scheduler is not None: self.lr_scheduler.step()
@@ -328,9 +368,12 @@ EBMTrainer._trainable_checked = False
 
 # %% ../nbs/08_trainers.ipynb #c028
 @patch
-def _step(self:EBMTrainer, pos, neg=None):
+def _step(self:EBMTrainer, pos, neg=None, cond=None):
     if not self._trainable_checked: self._check_trainable()
-    loss, metrics = self._loss(pos, neg)
+    try: loss, metrics = self._loss(pos, neg, cond)
+    except RuntimeError as e:  # FSDP2 fails inside a loss that differentiates an input gradient (exact score matching)
+        if self.sharded: raise self._sharded_backward_error(e) from e
+        raise
     self._update(loss, metrics)
     self.metrics = metrics
     self._pending.append((self.step, self.epoch, metrics))
@@ -338,14 +381,17 @@ def _step(self:EBMTrainer, pos, neg=None):
 
 @patch
 def train_step(self:EBMTrainer,
-               pos_samples:torch.Tensor,            # a batch of data `(B, *dims)`
+               pos_samples:torch.Tensor,            # a batch of data `(B, *dims)`, or a labelled batch (see *Data*)
                neg_samples:torch.Tensor|None=None,  # optional negatives to use instead of the loss's own sampling
+               *,
+               y=None,                              # labels of the batch (one row per sample), handed to the loss as `y=`
+               model_kwargs:dict|None=None,         # other conditioning of the model, handed to the loss
               ) -> dict:
     "One optimisation step on a batch; returns the step's metrics as floats and records them in `history`."
-    pos = self._prepare(pos_samples)
+    pos, cond = self._prepare_batch(pos_samples, y, model_kwargs)
     neg = None if neg_samples is None else self._prepare(neg_samples, what="neg_samples")
     with _StepBoundary(self) as intr:  # Ctrl-C waits for the step to be complete
-        self._step(pos, neg)
+        self._step(pos, neg, cond)
         row = self._flush()[-1]
     if intr.hit: raise _Interrupted(f"interrupted after step {self.step}, which is complete", self.step)
     return row
@@ -396,20 +442,70 @@ def _prepare(self:EBMTrainer, batch, what="data batch"):
             raise ValueError(f"{what} has shape {tuple(batch.shape)} but earlier batches had samples of shape {self._event_shape}")
     return batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
 
+def _split_batch(batch):
+    "`(x, conditioning dict or None)` of a batch: `x`, `(x,)`, `(x, y)`, `(x, {keywords})` or `{'x': x, **keywords}`."
+    if isinstance(batch, dict):
+        rest = dict(batch)
+        key = 'x' if 'x' in rest else 'data' if 'data' in rest else None
+        if key is None: raise ValueError(f"a data batch given as a dict needs the data under 'x' (or 'data'), got the keys {sorted(map(str, rest))}")
+        x = rest.pop(key)
+        return x, rest or None
+    if isinstance(batch, (list, tuple)):
+        if not batch: raise ValueError("empty data batch")
+        if len(batch) == 1: return batch[0], None
+        if len(batch) > 2:
+            raise ValueError(f"a data batch must be x, (x,) or a labelled pair (x, y), got a {type(batch).__name__} of "
+                             f"{len(batch)} elements: make the Dataset return x or (x, y)")
+        x, c = batch
+        if c is None: return x, None
+        if isinstance(c, dict): return x, dict(c) or None
+        if isinstance(c, torch.Tensor): return x, {'y': c}
+        raise TypeError(f"the labels of a data batch (x, y) must be a tensor (or a dict of model keywords), got {type(c).__name__}")
+    return batch, None
+
 @patch
-def _check_fits(self:EBMTrainer, x):
+def _prepare_batch(self:EBMTrainer, batch, y=None, model_kwargs=None):
+    "The data `x` of a batch (checked, on the model's device and dtype) and its conditioning (on the device, dtype kept)."
+    x, cond = _split_batch(batch)
+    if y is not None or model_kwargs is not None:
+        if cond: raise ValueError("the batch is labelled and y= / model_kwargs= are given too: give the conditioning once")
+        cond = _merge_condition(model_kwargs, y)
+    x = self._prepare(x)
+    if cond:
+        cond = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
+        _check_condition(cond, x)
+    return x, cond or None
+
+@patch
+def _check_fits(self:EBMTrainer, x, cond=None):
     "Evaluate the model on two samples of the first batch (as the loss calls it), to turn a shape mismatch into an error about the data."
+    self._cond_kwargs(self.loss_fn, cond)  # a labelled batch needs a loss that takes the labels
     probe = getattr(self.loss_fn, '_probe', None)  # a field loss calls model(x, t): it says how
+    B = x.shape[0]
+    mk = {k: v[:2] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == B else v for k, v in (cond or {}).items()}
+    conditioned = lambda z, *a, **k: self.model(z, *a, **mk, **k)
+    run = lambda m: probe(m, x[:2]) if probe is not None else m(x[:2])
     try:
-        with torch.no_grad(): probe(self.model, x[:2]) if probe is not None else self.model(x[:2])
+        with torch.no_grad(): run(conditioned if mk else self.model)
     except (RuntimeError, ValueError, TypeError) as e:
-        raise ValueError(f"the data (samples of shape {tuple(x.shape[1:])}) do not fit the model: {e}") from e
+        try:  # a loss may use the labels without handing them to the model: then the model alone must fit
+            if not mk: raise
+            with torch.no_grad(): run(self.model)
+        except (RuntimeError, ValueError, TypeError):
+            raise ValueError(f"the data (samples of shape {tuple(x.shape[1:])}) do not fit the model: {e}") from e
 
 # %% ../nbs/08_trainers.ipynb #c033
 @patch
 def _loader(self:EBMTrainer, data, batch_size):
     "An iterable of batches with `__len__` for a tensor, a `Dataset` or a `DataLoader`."
     if isinstance(data, DataLoader): return data
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data  # labelled tensors: batched together
+        if x.ndim < 2: raise ValueError(f"data must have shape (N, *dims), got shape {tuple(x.shape)}")
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"the labels y have {len(y) if y.ndim else 0} rows but the data x have {len(x)}: give one label per sample")
+        self._loader(x, batch_size)  # the checks of the data
+        return _TensorBatches(data, _GlobalBatches(len(x), batch_size, self.generator, self.rank, self.world_size))
     if isinstance(data, torch.Tensor):
         if data.ndim < 2: raise ValueError(f"data must have shape (N, *dims), got shape {tuple(data.shape)}")
         if data.is_floating_point() and not torch.isfinite(data).all():
@@ -458,7 +554,7 @@ def _epoch_iter(self:EBMTrainer, loader):
 # %% ../nbs/08_trainers.ipynb #c037
 @patch
 def fit(self:EBMTrainer,
-        data,                      # a tensor (N, *dims), a Dataset or a DataLoader
+        data,                      # a tensor (N, *dims), a labelled pair (x, y) of tensors, a Dataset or a DataLoader
         n_epochs:int|None=None,    # number of (further) epochs
         n_steps:int|None=None,     # number of (further) optimisation steps
         batch_size:int=128,        # the global batch size (tensor or Dataset data)
@@ -491,9 +587,9 @@ def fit(self:EBMTrainer,
             while (self.step < end_step and not self.stop_training and not intr.hit
                    and (end_epoch is None or self.epoch < end_epoch)):
                 for batch in self._epoch_iter(loader):
-                    x = self._prepare(batch)
-                    if not checked: self._check_fits(x); checked = True
-                    self._step(x)
+                    x, cond = self._prepare_batch(batch)
+                    if not checked: self._check_fits(x, cond); checked = True
+                    self._step(x, None, cond)
                     self._batch_in_epoch += 1
                     if self.step % log_every == 0: self._flush()
                     for cb in cbs: cb.after_step(self)
@@ -554,7 +650,7 @@ def sample(self:EBMTrainer,
            n_steps:int=100,         # MCMC steps
            *,
            use_ema:bool=True,       # sample with the EMA weights if the trainer keeps them
-           **kwargs,                # passed on to `sampler.sample` (`x=`, `generator=`, `burn_in=`, ...)
+           **kwargs,                # passed on to `sampler.sample` (`x=`, `generator=`, `burn_in=`, `y=` labels of a conditional model, ...)
           ) -> torch.Tensor:
     "Draw samples from the model (EMA weights by default) with the trainer's sampler."
     if self.sampler is None: raise ValueError("this trainer has no sampler: pass `sampler=` to EBMTrainer to draw samples")
@@ -657,7 +753,7 @@ def _local_state(self:EBMTrainer):
 
 @patch
 def state_dict(self:EBMTrainer) -> dict:
-    "Everything needed to resume training (collective in distributed training: every rank must call it)."
+    "Everything needed to resume training (collective in distributed training: every rank must call it; a sharded model's full weights are on rank 0 only)."
     local = self._local_state()
     ranks = [local]
     if self.distributed:
@@ -665,11 +761,33 @@ def state_dict(self:EBMTrainer) -> dict:
         dist.all_gather_object(ranks, local)
     opt = lambda o: None if o is None else o.state_dict()
     return {'kind': _CKPT_KIND, 'version': _CKPT_VERSION, 'components': self._components(),
-            'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
+            **self._weights_state(),
             'lr_scheduler': opt(self.lr_scheduler), 'scaler': opt(self.scaler), 'ema_model': opt(self.ema_model),
             'step': self.step, 'epoch': self.epoch, 'batch_in_epoch': self._batch_in_epoch,
             'event_shape': self._event_shape, 'history': self.history, 'last_finite': self._last_finite,
             'world_size': self.world_size, 'ranks': ranks}
+
+def _full_options(**kw):
+    "`StateDictOptions` for FSDP2's full (gathered) state dicts."
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+    return StateDictOptions(full_state_dict=True, **kw)
+
+@patch
+def _weights_state(self:EBMTrainer):
+    "The model's and the optimiser's state dicts; for a model sharded with FSDP2, gathered in full on rank 0 (keyed by parameter name)."
+    if not self.sharded: return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict()}
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    o = _full_options(cpu_offload=True)
+    return {'model': get_model_state_dict(self.model, options=o), 'optimizer': get_optimizer_state_dict(self.model, self.optimizer, options=o)}
+
+@patch
+def _load_weights(self:EBMTrainer, st):
+    "Load the weights and the optimiser state (full state dicts into a sharded model: each rank keeps its part)."
+    if not self.sharded:
+        self.model.load_state_dict(st['model']); self.optimizer.load_state_dict(st['optimizer']); return
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+    set_model_state_dict(self.model, st['model'], options=_full_options())
+    set_optimizer_state_dict(self.model, self.optimizer, st['optimizer'], options=_full_options())
 
 @patch
 def save_checkpoint(self:EBMTrainer,
@@ -825,7 +943,8 @@ def _check_local_state(self:EBMTrainer, local):
         return
     if not isinstance(local['loss_fn'], dict): raise ValueError("the checkpoint holds no state for this trainer's loss")
     keep = (self.model, self.ema_model, self.sampler, getattr(self, '_amp_model', None),
-            getattr(self.loss_fn, 'model', None), getattr(self.loss_fn, 'sampler', None))
+            getattr(self.loss_fn, 'model', None), getattr(self.loss_fn, 'sampler', None),
+            getattr(getattr(self.loss_fn, 'coupling', None), 'process_group', None))
     try: trial = copy.deepcopy(self.loss_fn, {id(o): o for o in keep if o is not None})  # shares the models and sampler
     except Exception: return  # a loss that cannot be copied is checked when it loads
     try: trial.load_state_dict(local['loss_fn'])
@@ -837,8 +956,7 @@ def _check_local_state(self:EBMTrainer, local):
 def load_state_dict(self:EBMTrainer, st:dict):
     "Restore a `state_dict` (all of it: weights, optimiser, counters and random states), after checking all of it."
     self._check_state(st)  # nothing below runs unless everything fits
-    self.model.load_state_dict(st['model'])
-    self.optimizer.load_state_dict(st['optimizer'])
+    self._load_weights(st)
     for name in ('lr_scheduler', 'scaler', 'ema_model'):
         if getattr(self, name) is not None: getattr(self, name).load_state_dict(st[name])
     self.step, self.epoch, self._batch_in_epoch = st['step'], st['epoch'], st['batch_in_epoch']
@@ -865,6 +983,29 @@ def load_checkpoint(self:EBMTrainer, path):
 @patch
 def _broadcast_object(self:EBMTrainer, obj):
     lst = [obj]; dist.broadcast_object_list(lst, src=0); return lst[0]
+
+@patch
+def _check_sharded(self:EBMTrainer, ema_decay):
+    "A model sharded with FSDP2's `fully_shard`: needs torch.distributed; EMA weights need a copy, which FSDP2 refuses."
+    if not self.distributed:
+        raise ValueError(f"{type(self).__name__}: the model is sharded with fully_shard (FSDP2) but torch.distributed is not "
+                         "initialised: launch with torchrun and call dist.init_process_group first")
+    if ema_decay is not None:
+        raise ValueError(f"{type(self).__name__}: ema_decay needs a copy of the model, and FSDP2 modules cannot be copied: "
+                         "train a model sharded with fully_shard without EMA weights")
+
+@patch
+def _sharded_backward_error(self:EBMTrainer, e):
+    return RuntimeError(f"{type(self).__name__}: differentiating the model sharded with fully_shard (FSDP2) failed. FSDP2 "
+                        f"(torch {torch.__version__.split('+')[0]}) cannot differentiate through an input gradient (a double "
+                        f"backward), which {type(self.loss_fn).__name__} may need (score matching, sliced and denoising score "
+                        f"matching do): train it data-parallel without sharding. ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+
+@patch
+def _share_coupling(self:EBMTrainer):
+    "A cost (OT) coupling of the loss without a process group couples the global batch: give it the default group."
+    c = getattr(self.loss_fn, 'coupling', None)
+    if isinstance(c, BaseCostCoupling) and c.process_group is None: c.process_group = dist.group.WORLD
 
 @patch
 def _broadcast_parameters(self:EBMTrainer):
@@ -911,8 +1052,8 @@ class MixedPrecisionEBMTrainer(EBMTrainer):
 def _forward_model(self:MixedPrecisionEBMTrainer): return self._amp_model
 
 @patch
-def _loss(self:MixedPrecisionEBMTrainer, pos, neg=None):
-    try: return EBMTrainer._loss(self, pos, neg)
+def _loss(self:MixedPrecisionEBMTrainer, pos, neg=None, cond=None):
+    try: return EBMTrainer._loss(self, pos, neg, cond)  # the labels pass through autocast uncast
     finally:  # a loss that binds the model it is given (e.g. CD re-points its sampler) gets the plain model back
         for obj in (self.loss_fn, self.sampler, getattr(self.loss_fn, 'sampler', None)):
             if getattr(obj, 'model', None) is self._amp_model: obj.model = self.model

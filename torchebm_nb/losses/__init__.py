@@ -10,7 +10,7 @@ __all__ = ['BaseLoss', 'ScoreMatching', 'SlicedScoreMatching', 'DenoisingScoreMa
 # %% ../../nbs/07_losses.ipynb #c004
 from .base import BaseLoss
 from .score_matching import ScoreMatching, SlicedScoreMatching, DenoisingScoreMatching
-from .contrastive_divergence import ContrastiveDivergence, PersistentContrastiveDivergence
+from .contrastive_divergence import ContrastiveDivergence, PersistentContrastiveDivergence, BaseContrastiveDivergence
 from .flow_matching import FlowMatchingLoss
 from .equilibrium_matching import EquilibriumMatchingLoss, EqMEnergy
 from .energy_matching import EnergyMatchingLoss

@@ -63,12 +63,14 @@ class EnergyMatchingLoss(BaseLoss):
                  device=None,                   # move the data (and x0) to this device (default: keep the data's)
                  *,
                  train_eps=0.0,                 # flow-term times are drawn in [train_eps, 1 - train_eps]
+                 source_std:float=1.0,          # the default noise is $N(0, s^2 I)$, for the flow term and the noise-started chains
                  generator:torch.Generator|None=None, # default source of all draws (noise, coupling, times, chains)
                  check_finite:bool=True,        # raise on a non-finite loss (one sync per call)
                 ):
         super().__init__(model, generator=generator, check_finite=check_finite)
         owner = type(self).__name__
         _check_fraction("noise_fraction", noise_fraction, closed=True)
+        if not (_is_number(source_std) and source_std > 0): raise ValueError(f"source_std must be a positive number, got {source_std!r}")
         _check_fraction("cd_trim_fraction", cd_trim_fraction)
         if cd_clamp is not None and not (_is_number(cd_clamp) and cd_clamp >= 0):
             raise ValueError(f"cd_clamp must be a number >= 0 or None, got {cd_clamp!r}")
@@ -88,7 +90,7 @@ class EnergyMatchingLoss(BaseLoss):
         self.n_langevin_steps, self.langevin_dt, self.noise_fraction = n_langevin_steps, float(langevin_dt), float(noise_fraction)
         self.cd_trim_fraction, self.cd_clamp = float(cd_trim_fraction), None if cd_clamp is None else float(cd_clamp)
         self.t_sampler, self.t_p_mean, self.t_p_std, self.loss_weight_fn = t_sampler, float(t_p_mean), float(t_p_std), loss_weight_fn
-        self.train_eps = train_eps
+        self.train_eps, self.source_std = train_eps, float(source_std)
         self.dtype, self.device = dtype, None if device is None else torch.device(device)
         self._own_sampler = sampler is None
         self.sampler = sampler if sampler is not None else (None if model is None else LangevinDynamics(model, step_size=langevin_dt))
@@ -99,7 +101,7 @@ class EnergyMatchingLoss(BaseLoss):
     def extra_repr(self):
         return (f"coupling={self.coupling!r}, interpolant={self.interpolant!r}, sigma={self._sigma!r}, "
                 f"lambda_cd={self._lambda_cd!r}, epsilon_max={self.epsilon_max}, tau_star={self.tau_star}, "
-                f"n_langevin_steps={self.n_langevin_steps}, noise_fraction={self.noise_fraction}")
+                f"n_langevin_steps={self.n_langevin_steps}, noise_fraction={self.noise_fraction}, source_std={self.source_std}")
 
 # %% ../../nbs/07f_energy_matching.ipynb #c012
 def _is_number(v): return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
@@ -151,7 +153,7 @@ def _rows(mk, idx, B):
 @patch
 def sample_negatives(self:EnergyMatchingLoss,
                      x1:torch.Tensor,                     # the data batch `(B, *dims)`
-                     x0:torch.Tensor|None=None,           # noise to start the noise chains from (default: fresh draws)
+                     x0:torch.Tensor|None=None,           # noise to start the noise chains from (default: fresh $N(0, s^2 I)$ draws)
                      model_kwargs:dict|None=None,         # conditioning of the potential
                      generator:torch.Generator|None=None, # RNG (default: the loss's)
                     ):
@@ -164,7 +166,7 @@ def sample_negatives(self:EnergyMatchingLoss,
     parts, kw_parts = [], []
     try:
         if n_noise > 0:
-            if x0 is None: init = _randn((n_noise, *x1.shape[1:]), g, dev, x1.dtype)
+            if x0 is None: init = self.source_std * _randn((n_noise, *x1.shape[1:]), g, dev, x1.dtype)
             else: init = x0[_randperm(x0.shape[0], g, dev)[:n_noise]]
             kw = _rows(mk, slice(0, n_noise), B)
             sampler.noise_scale = self._noise_sweep
@@ -194,7 +196,7 @@ def _energies(model, x, mk):
 def training_losses(self:EnergyMatchingLoss,
                     x1:torch.Tensor,                     # data `(B, *dims)`
                     model_kwargs:dict|None=None,         # conditioning of the potential (and the coupling)
-                    x0:torch.Tensor|None=None,           # noise `(B, *dims)` (default: fresh $N(0, I)$ draws)
+                    x0:torch.Tensor|None=None,           # noise `(B, *dims)` (default: fresh $N(0, s^2 I)$ draws, $s$ = `source_std`)
                     generator:torch.Generator|None=None, # RNG of this call (default: the loss's `generator`)
                    ) -> dict:
     "The scalar `loss`, `flow_loss`, `cd_loss`, and with the contrastive term `cd_value`, `negatives`, `pos_energy`, `neg_energy`."
@@ -202,7 +204,8 @@ def training_losses(self:EnergyMatchingLoss,
     if self.model is None: raise ValueError(f"{name} has no model: pass one at construction (model=...) or call loss_fn(model, x)")
     g, mk = (self.generator if generator is None else generator), dict(model_kwargs or {})
     x1 = self._cast(self._check_batch(x1))
-    x0c, x1c, t, weights = _draw_path(self, x1, x0, mk, g)
+    src = x0 if x0 is not None else self.source_std * _randn(x1.shape, g, x1.device, x1.dtype)   # _draw_path's own first draw, scaled
+    x0c, x1c, t, weights = _draw_path(self, x1, src, mk, g)
     xt, ut = self.interpolant.interpolate(x0c, x1c, t)
     if self.sigma > 0: xt = xt + self.sigma * _randn(xt.shape, g, xt.device, xt.dtype)
     create = torch.is_grad_enabled()

@@ -49,8 +49,12 @@ class FlowMatchingLoss(BaseLoss):
                  sigma_min:float=0.0,            # noise kept at the data end: $\sigma(t) + \sigma_{\min}t$ (Lipman et al.)
                  generator:torch.Generator|None=None, # default source of the noise, the times and the coupling's draws
                  check_finite:bool=True,         # raise on a non-finite loss (one sync per call)
+                 cfg_dropout:float=0.0,          # classifier-free guidance: probability of replacing each sample's `y` by `null_condition`
+                 null_condition=None,            # the dropped condition: a label, a tensor, or a callable `(y, mask) -> y`
+                 check_conditioning:bool=True,   # on the first conditional call, check that the model's output depends on `y`
                 ):
-        super().__init__(model, generator=generator, check_finite=check_finite)
+        super().__init__(model, generator=generator, check_finite=check_finite, dtype=dtype, device=device,
+                         cfg_dropout=cfg_dropout, null_condition=null_condition, check_conditioning=check_conditioning)
         owner = type(self).__name__
         if prediction not in _PREDICTIONS: raise ValueError(f"prediction must be one of {list(_PREDICTIONS)}, got {prediction!r}")
         if negate_velocity and prediction != "velocity":
@@ -70,7 +74,6 @@ class FlowMatchingLoss(BaseLoss):
         self.prediction, self.sigma_min, self.negate_velocity = prediction, float(sigma_min), bool(negate_velocity)
         self.t_sampler, self.t_p_mean, self.t_p_std, self.loss_weight_fn = t_sampler, float(t_p_mean), float(t_p_std), loss_weight_fn
         self.train_eps = train_eps
-        self.dtype, self.device = dtype, None if device is None else torch.device(device)
 
     @property
     def train_eps(self) -> float:
@@ -117,11 +120,6 @@ def _sample_t(self:FlowMatchingLoss, B:int, like:torch.Tensor, generator) -> tor
     return t.mul_(1 - 2 * eps).add_(eps) if eps else t
 
 # %% ../../nbs/07d_flow_matching.ipynb #c015
-@patch
-def _cast(self:FlowMatchingLoss, x):
-    if self.dtype is None and self.device is None: return x
-    return x.to(device=self.device or x.device, dtype=self.dtype or x.dtype)
-
 def _draw_path(loss, x1, x0, mk, g):
     "`(x0, x1, t, weights)` of a path loss: noise (or the given `x0`), the coupled pairs, the times (drawn in that order)."
     B = x1.shape[0]
@@ -202,9 +200,10 @@ def forward(self:FlowMatchingLoss, *args, y=None, x0=None, model_kwargs=None, ge
     elif len(args) == 1: x = args[0]
     else: raise TypeError(f"call {name} as loss_fn(x) or loss_fn(model, x), got {len(args)} positional arguments")
     if self.model is None: raise ValueError(f"{name} has no model: pass one at construction (model=...) or call loss_fn(model, x)")
-    mk = _merge_y(y, model_kwargs)
     x = self._cast(self._check_batch(x))
-    if self.device is not None: mk = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in mk.items()}
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    mk = self._condition(x, y, model_kwargs, self.generator if generator is None else generator) or {}
     return self._finish(x, *self.compute(self.model, x, x0=x0, model_kwargs=mk, generator=generator))
 
 def _merge_y(y, model_kwargs):

@@ -7,20 +7,21 @@ __all__ = ['ScoreMatching', 'SlicedScoreMatching', 'DenoisingScoreMatching']
 
 # %% ../../nbs/07b_score_matching.ipynb #c003
 import math
+import warnings
 import torch
 import torch.nn as nn
-from ..core import BaseModel, _energy_and_grad
-from .base import BaseLoss, _randn, _randint, _rademacher, _f32
+from ..core import BaseModel, _energy_and_grad, _alias
+from .base import BaseLoss, _randn, _randint, _rademacher, _f32, _alias_attr
 
 # %% ../../nbs/07b_score_matching.ipynb #c007
-def _energy_grad_graph(model, x):
-    "Energies and $\\nabla_x E$ at a fresh leaf copy of `x`, keeping the graph (for losses). Returns (xg, E, grad)."
+def _energy_grad_graph(model, x, mk=None):
+    "Energies and $\\nabla_x E$ (given the conditioning `mk`) at a fresh leaf copy of `x`, keeping the graph. Returns (xg, E, grad)."
     if torch.is_inference_mode_enabled() or x.is_inference():
         raise RuntimeError("this loss differentiates the energy in x, which torch.inference_mode() forbids: evaluate it "
                            "under torch.no_grad() instead (and clone inference-mode tensors first)")
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        e, g = _energy_and_grad(model, xg, create_graph=True)  # core's checked path (errors name a forward that ignores x)
+        e, g = _energy_and_grad(model, xg, True, mk or None)  # core's checked path (errors name a forward that ignores x)
     return xg, e, g
 
 def _exact_laplacian(xg, g):
@@ -42,7 +43,42 @@ def _vhv(xg, g, v):
     if hv is None: return torch.zeros(g.shape[0], device=g.device, dtype=g.dtype)
     return (hv * v).flatten(1).sum(1)
 
+# %% ../../nbs/07b_score_matching.ipynb #sm_reg
+def _reg_setup(loss, strength, custom):
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (math.isfinite(strength) and strength >= 0):
+        raise ValueError(f"regularization_strength must be a number >= 0, got {strength!r}")
+    if custom is not None and not callable(custom):
+        raise TypeError(f"custom_regularization must be a callable (x, model) -> scalar or None, got {type(custom).__name__}")
+    loss.regularization_strength, loss.custom_regularization = float(strength), custom
+
+def _add_reg(loss, value, model, x, grad, mk, metrics, checks):
+    "`value` plus $\\lambda R$ (see above); `grad` is $\\nabla_x E$ at `x` when the loss has it already (else None)."
+    if not loss.regularization_strength: return value
+    if loss.custom_regularization is not None: r = loss.custom_regularization(x, model)
+    else:
+        if grad is None: grad = _energy_grad_graph(model, x, mk)[2]
+        r = grad.flatten(1).square().sum(1).mean()
+    r = _f32(r)
+    metrics['reg'], checks['the regularization term'] = r.detach(), r
+    return value + loss.regularization_strength * r
+
+def _functional_setup(loss, use_autograd, functional_model):
+    "TorchEBM 0.8.9's `use_autograd=False` computes the same score by `torch.func` for FSDP-sharded parameters; here both are autograd."
+    if functional_model is not None and not isinstance(functional_model, nn.Module):
+        raise TypeError(f"functional_model must be an nn.Module or None, got {type(functional_model).__name__}")
+    loss.use_autograd = bool(use_autograd)
+    loss.__dict__["functional_model"] = functional_model   # a template only: not a sub-module, never trained
+
+def _unused_noise_scale(loss, noise_scale):
+    "TorchEBM 0.8.9 accepts `noise_scale` on every score-matching loss and uses it only in DSM: accepted here, with a warning when it would do nothing."
+    if noise_scale:
+        warnings.warn(f"{type(loss).__name__} does not use noise_scale={noise_scale} (TorchEBM 0.8.9 accepts and ignores it too): "
+                      "to fit the score of noise-perturbed data use DenoisingScoreMatching(sigma=...)", stacklevel=3)
+    loss.noise_scale = noise_scale
+
 # %% ../../nbs/07b_score_matching.ipynb #c010
+_HESSIAN_METHODS = {"exact": "exact", "approx": "hutchinson", "hutchinson": "hutchinson"}
+
 class ScoreMatching(BaseLoss):
     "Hyvärinen score matching $\\mathbb E[\\frac12\\|\\nabla_x E\\|^2 - \\Delta_x E]$, exact or with Hutchinson's trace estimator."
     def __init__(self,
@@ -50,66 +86,117 @@ class ScoreMatching(BaseLoss):
                  method:str="exact",        # "exact" (d backward passes, or `model.laplacian`) or "hutchinson"
                  n_probes:int=1,            # Rademacher probes per data point for "hutchinson"
                  *,
+                 regularization_strength:float=0.0, # λ of TorchEBM 0.8.9's optional penalty (see above)
+                 custom_regularization=None,  # its `R(x, model)`; default: the mean ‖∇ₓE‖² on the data
                  generator:torch.Generator|None=None, # source of the probes
                  check_finite:bool=True,    # raise on a non-finite loss (one sync per call)
+                 dtype:torch.dtype|None=None, device=None, # convert each data batch (default: keep the data's)
+                 cfg_dropout:float=0.0, null_condition=None, check_conditioning:bool=True, # conditioning, see `BaseLoss`
+                 use_autograd:bool=True, functional_model:nn.Module|None=None, # TorchEBM 0.8.9's FSDP path: accepted, same computation (see above)
+                 noise_scale:float|None=None, # accepted for TorchEBM 0.8.9, which ignores it here too (warns if > 0)
+                 hessian_method:str|None=None, # TorchEBM 0.8.9's name for `method`: "exact", or "approx" (= "hutchinson")
+                 hutchinson_samples:int|None=None, # TorchEBM 0.8.9's name for `n_probes`
                 ):
-        super().__init__(model, generator=generator, check_finite=check_finite)
+        super().__init__(model, generator=generator, check_finite=check_finite, dtype=dtype, device=device,
+                         cfg_dropout=cfg_dropout, null_condition=null_condition, check_conditioning=check_conditioning)
+        if hessian_method is not None:
+            if hessian_method not in _HESSIAN_METHODS:
+                raise ValueError(f'hessian_method must be "exact" or "approx" (an unbiased stochastic trace: Hutchinson\'s '
+                                 f'estimator here), got {hessian_method!r}')
+            hessian_method = _HESSIAN_METHODS[hessian_method]
+        method = _alias("ScoreMatching", "method", method, "exact", "hessian_method", hessian_method)
+        n_probes = _alias("ScoreMatching", "n_probes", n_probes, 1, "hutchinson_samples", hutchinson_samples)
         if method not in ("exact", "hutchinson"):
             raise ValueError(f'method must be "exact" or "hutchinson", got {method!r}')
         if int(n_probes) != n_probes or n_probes < 1: raise ValueError(f"n_probes must be a positive integer, got {n_probes}")
         self.method, self.n_probes = method, int(n_probes)
+        _reg_setup(self, regularization_strength, custom_regularization)
+        _functional_setup(self, use_autograd, functional_model)
+        _unused_noise_scale(self, noise_scale)
+
+    hutchinson_samples = _alias_attr("n_probes")
 
     def extra_repr(self): return f"method={self.method!r}, n_probes={self.n_probes}"
 
-    def compute(self, model, x):
-        xg, e, g = _energy_grad_graph(model, x)
+    def compute(self, model, x, *, model_kwargs=None, generator=None):
+        rng = self.generator if generator is None else generator
+        xg, e, g = _energy_grad_graph(model, x, model_kwargs)
         if self.method == "exact":
-            lap_fn = getattr(model, "laplacian", None)
+            lap_fn = None if model_kwargs else getattr(model, "laplacian", None)   # the hook is unconditional
             lap = lap_fn(xg) if callable(lap_fn) else _exact_laplacian(xg, g)
         else:
-            lap = sum(_vhv(xg, g, _rademacher(x.shape, self.generator, x.device, g.dtype))
+            lap = sum(_vhv(xg, g, _rademacher(x.shape, rng, x.device, g.dtype))
                       for _ in range(self.n_probes)) / self.n_probes
         sq = 0.5 * g.flatten(1).square().sum(1)
         sq, lap = _f32(sq), _f32(lap)
         loss = (sq - lap).mean()
-        return loss, {'sq_grad': sq.detach().mean(), 'laplacian': lap.detach().mean(), 'energy': _f32(e.detach()).mean()}, \
-               {'the energy': e, 'the energy gradient': g, 'the Laplacian': lap}
+        metrics = {'sq_grad': sq.detach().mean(), 'laplacian': lap.detach().mean(), 'energy': _f32(e.detach()).mean()}
+        checks = {'the energy': e, 'the energy gradient': g, 'the Laplacian': lap}
+        return _add_reg(self, loss, model, x, g, model_kwargs, metrics, checks), metrics, checks
 
 # %% ../../nbs/07b_score_matching.ipynb #c026
+def _sphere(shape, generator, device, dtype):
+    "Uniform directions scaled to length $\\sqrt d$ ($d$ the event size), so that $\\mathbb E[vv^\\top] = I$."
+    f = _randn(shape, generator, device, dtype).flatten(1)
+    return (f * (math.sqrt(f.shape[1]) / f.norm(dim=1, keepdim=True))).view(shape)
+
+_PROJECTIONS = {"rademacher": _rademacher, "gaussian": _randn, "sphere": _sphere}
+
 class SlicedScoreMatching(BaseLoss):
     "Sliced score matching (Song et al. 2019): $\\mathbb E[-v^\\top\\nabla^2E\\,v + \\frac12(v^\\top\\nabla E)^2]$, optionally variance-reduced."
     def __init__(self,
                  model:nn.Module|None=None,    # the energy model to train
                  n_projections:int=1,          # random projections per data point
-                 projection:str="rademacher",  # "rademacher" (±1 entries) or "gaussian" (N(0, I))
+                 projection:str="rademacher",  # "rademacher" (±1 entries), "gaussian" (N(0, I)) or "sphere" (uniform, length √d)
                  variance_reduction:bool=True, # use ½‖∇E‖² in place of ½(vᵀ∇E)² (valid as E[vvᵀ] = I)
                  *,
+                 regularization_strength:float=0.0, # λ of TorchEBM 0.8.9's optional penalty (see above)
+                 custom_regularization=None,   # its `R(x, model)`; default: the mean ‖∇ₓE‖² on the data
                  generator:torch.Generator|None=None, # source of the projections
                  check_finite:bool=True,       # raise on a non-finite loss (one sync per call)
+                 dtype:torch.dtype|None=None, device=None, # convert each data batch (default: keep the data's)
+                 cfg_dropout:float=0.0, null_condition=None, check_conditioning:bool=True, # conditioning, see `BaseLoss`
+                 use_autograd:bool=True, functional_model:nn.Module|None=None, # TorchEBM 0.8.9's FSDP path: accepted, same computation (see above)
+                 noise_scale:float|None=None, # accepted for TorchEBM 0.8.9, which ignores it here too (warns if > 0)
+                 projection_type:str|None=None, # TorchEBM 0.8.9's name for `projection`
                 ):
-        super().__init__(model, generator=generator, check_finite=check_finite)
-        if projection not in ("rademacher", "gaussian"):
-            raise ValueError(f'projection must be "rademacher" or "gaussian", got {projection!r}')
+        super().__init__(model, generator=generator, check_finite=check_finite, dtype=dtype, device=device,
+                         cfg_dropout=cfg_dropout, null_condition=null_condition, check_conditioning=check_conditioning)
+        projection = _alias("SlicedScoreMatching", "projection", projection, "rademacher", "projection_type", projection_type)
+        if projection not in _PROJECTIONS:
+            raise ValueError(f'projection must be "rademacher", "gaussian" or "sphere", got {projection!r}')
         if int(n_projections) != n_projections or n_projections < 1:
             raise ValueError(f"n_projections must be a positive integer, got {n_projections}")
         self.n_projections, self.projection, self.variance_reduction = int(n_projections), projection, bool(variance_reduction)
+        _reg_setup(self, regularization_strength, custom_regularization)
+        _functional_setup(self, use_autograd, functional_model)
+        _unused_noise_scale(self, noise_scale)
+
+    projection_type = _alias_attr("projection")
+
+    def _get_random_projections(self, x:torch.Tensor, generator:torch.Generator|None=None) -> torch.Tensor:
+        "One draw of projections shaped like `x` (TorchEBM 0.8.9's name)."
+        return _PROJECTIONS[self.projection](x.shape, self.generator if generator is None else generator, x.device, x.dtype)
 
     def extra_repr(self):
         return f"n_projections={self.n_projections}, projection={self.projection!r}, variance_reduction={self.variance_reduction}"
 
-    def compute(self, model, x):
-        xg, e, g = _energy_grad_graph(model, x)
-        draw = _rademacher if self.projection == "rademacher" else _randn
+    def compute(self, model, x, *, model_kwargs=None, generator=None):
+        rng = self.generator if generator is None else generator
+        draw = _PROJECTIONS.get(self.projection)
+        if draw is None: raise ValueError(f'projection must be "rademacher", "gaussian" or "sphere", got {self.projection!r}')
+        xg, e, g = _energy_grad_graph(model, x, model_kwargs)
         trace, quad = 0, 0
         for _ in range(self.n_projections):
-            v = draw(x.shape, self.generator, x.device, g.dtype)
+            v = draw(x.shape, rng, x.device, g.dtype)
             trace = trace + _vhv(xg, g, v)
             if not self.variance_reduction: quad = quad + 0.5 * (g * v).flatten(1).sum(1).square()
         trace = _f32(trace / self.n_projections)
         quad = _f32(0.5 * g.flatten(1).square().sum(1) if self.variance_reduction else quad / self.n_projections)
         loss = (quad - trace).mean()
-        return loss, {'sq_grad': quad.detach().mean(), 'laplacian': trace.detach().mean(), 'energy': _f32(e.detach()).mean()}, \
-               {'the energy': e, 'the energy gradient': g, 'the projected Hessian': trace}
+        metrics = {'sq_grad': quad.detach().mean(), 'laplacian': trace.detach().mean(), 'energy': _f32(e.detach()).mean()}
+        checks = {'the energy': e, 'the energy gradient': g, 'the projected Hessian': trace}
+        return _add_reg(self, loss, model, x, g, model_kwargs, metrics, checks), metrics, checks
 
 # %% ../../nbs/07b_score_matching.ipynb #c032
 class DenoisingScoreMatching(BaseLoss):
@@ -118,28 +205,43 @@ class DenoisingScoreMatching(BaseLoss):
                  model:nn.Module|None=None, # the energy model to train
                  sigma:float|list=0.1,      # noise level, or a list of levels (one drawn per point, weighted by σ²)
                  *,
+                 regularization_strength:float=0.0, # λ of TorchEBM 0.8.9's optional penalty (see above)
+                 custom_regularization=None,  # its `R(x, model)`; default: the mean ‖∇ₓE‖² on the clean data
                  generator:torch.Generator|None=None, # source of the noise (and of the level choice)
                  check_finite:bool=True,    # raise on a non-finite loss (one sync per call)
+                 dtype:torch.dtype|None=None, device=None, # convert each data batch (default: keep the data's)
+                 cfg_dropout:float=0.0, null_condition=None, check_conditioning:bool=True, # conditioning, see `BaseLoss`
+                 use_autograd:bool=True, functional_model:nn.Module|None=None, # TorchEBM 0.8.9's FSDP path: accepted, same computation (see above)
+                 noise_scale:float|None=None, # TorchEBM 0.8.9's name for `sigma`
                 ):
-        super().__init__(model, generator=generator, check_finite=check_finite)
-        self.multi = isinstance(sigma, (list, tuple)) or (isinstance(sigma, torch.Tensor) and sigma.ndim > 0)
-        sig = [float(s) for s in (sigma if self.multi else [sigma])]
+        super().__init__(model, generator=generator, check_finite=check_finite, dtype=dtype, device=device,
+                         cfg_dropout=cfg_dropout, null_condition=null_condition, check_conditioning=check_conditioning)
+        self._set_sigma(_alias("DenoisingScoreMatching", "sigma", sigma, 0.1, "noise_scale", noise_scale))
+        _reg_setup(self, regularization_strength, custom_regularization)
+        _functional_setup(self, use_autograd, functional_model)
+
+    def _set_sigma(self, sigma):
+        multi = isinstance(sigma, (list, tuple)) or (isinstance(sigma, torch.Tensor) and sigma.ndim > 0)
+        sig = [float(s) for s in (sigma if multi else [sigma])]
         if not sig: raise ValueError("sigma must be a positive number or a non-empty list of them")
         if not all(s > 0 and math.isfinite(s) for s in sig): raise ValueError(f"every sigma must be positive and finite, got {sig}")
-        self.sigma = sig if self.multi else sig[0]
+        self.multi, self.sigma = multi, (sig if multi else sig[0])
         self.register_buffer("sigmas", torch.tensor(sig), persistent=False)
+
+    noise_scale = property(lambda self: self.sigma, lambda self, v: self._set_sigma(v), doc="TorchEBM 0.8.9's name for `sigma`")
 
     def extra_repr(self): return f"sigma={self.sigma}"
 
-    def compute(self, model, x):
+    def compute(self, model, x, *, model_kwargs=None, generator=None):
+        rng = self.generator if generator is None else generator
         B, shape = x.shape[0], (x.shape[0],) + (1,) * (x.ndim - 1)
         if self.multi:
-            idx = _randint(len(self.sigma), (B,), self.generator, x.device)
+            idx = _randint(len(self.sigma), (B,), rng, x.device)
             s = self.sigmas.to(device=x.device, dtype=x.dtype)[idx].view(shape)
         else: s = self.sigma
-        eps = _randn(x.shape, self.generator, x.device, x.dtype)
-        _, e, g = _energy_grad_graph(model, x + s * eps)
+        eps = _randn(x.shape, rng, x.device, x.dtype)
+        _, e, g = _energy_grad_graph(model, x + s * eps, model_kwargs)
         r = (s * g - eps) if self.multi else (g - eps / s)   # σ²-weighted or plain residual
         per = _f32(0.5 * r.flatten(1).square().sum(1))
-        return per.mean(), {'energy': _f32(e.detach()).mean()}, \
-               {'the energy at the noisy data': e, 'the energy gradient at the noisy data': g}
+        metrics, checks = {'energy': _f32(e.detach()).mean()}, {'the energy at the noisy data': e, 'the energy gradient at the noisy data': g}
+        return _add_reg(self, per.mean(), model, x, None, model_kwargs, metrics, checks), metrics, checks

@@ -56,6 +56,8 @@ class BaseSampler:
                  energy_function:BaseModel|None=None,  # the classic TorchEBM name for `model`; give exactly one
                  on_nonfinite:str="raise",  # "raise": `FloatingPointError` on NaN/inf; "flag": finish, warn, report the chains
                  check_every:int=100,       # check the chains for NaN/inf every this many steps (and at the end)
+                 dtype:torch.dtype|None=None,  # dtype of the chains (TorchEBM 0.8.9's argument; default: `x`'s, else the model's)
+                 device=None,               # device of the chains (TorchEBM 0.8.9's argument; default: `x`'s, else the model's)
                 ):
         if (model is None) == (energy_function is None):
             raise TypeError("give exactly one of `model=` and `energy_function=` (the older name of the same thing)")
@@ -65,6 +67,46 @@ class BaseSampler:
         if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
             raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
         self.on_nonfinite, self.check_every = on_nonfinite, check_every
+        self.dtype, self.device = dtype, device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        "The chains' dtype: the one given (`dtype=`), else the model's."
+        return self._dtype or _model_device_dtype(self.model)[1]
+    @dtype.setter
+    def dtype(self, v): self._dtype = _check_dtype(v)
+
+    @property
+    def device(self) -> torch.device:
+        "The chains' device: the one given (`device=`), else the model's."
+        return self._device or _model_device_dtype(self.model)[0]
+    @device.setter
+    def device(self, v): self._device = None if v is None else torch.device(v)
+
+    def to(self, *args, **kwargs):
+        "As `nn.Module.to` (TorchEBM 0.8.9's samplers are modules): move the model, and make that device/dtype the chains'."
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, torch.dtype): dtype = a
+            elif isinstance(a, torch.Tensor): device, dtype = a.device, a.dtype
+            else: device = a
+        dtype, device = _check_dtype(dtype), None if device is None else torch.device(device)
+        if isinstance(self.model, torch.nn.Module): self.model.to(*args, **kwargs)
+        if device is not None: self.device = device
+        if dtype is not None: self.dtype = dtype
+        return self
+
+    def get_scheduled_value(self, name:str) -> float:
+        "TorchEBM 0.8.9's name: the value of parameter `name` at its scheduler's cursor (a constant's value)."
+        s = self.schedulers
+        if name not in s: raise KeyError(f"{type(self).__name__} has no parameter {name!r} that may follow a schedule; it has {sorted(s)}")
+        return s[name].get_value()
+
+    @property
+    def schedulers(self) -> dict:
+        "Each parameter that may follow a schedule, by name (TorchEBM 0.8.9's attribute): its `Scheduler`, or a constant's `ConstantScheduler`."
+        names = dict.fromkeys(k for c in reversed(type(self).__mro__) for k, v in vars(c).items() if isinstance(v, _Param))
+        return {k: v if isinstance(v := getattr(self, k), Scheduler) else ConstantScheduler(v) for k in names}
 
     @property
     def energy_function(self):
@@ -90,10 +132,32 @@ class BaseSampler:
         return f"{type(self).__name__}({type(self.model).__name__}, {args})"
 
 # %% ../../nbs/02a_sampler_base.ipynb #c012
+def _model_tensor(model):
+    "The model's first parameter or buffer (`None` for a tensor-free model, or an object that is not a module)."
+    if hasattr(model, "_reference_tensor"): return model._reference_tensor()
+    return next(iter(model.parameters()), None) if callable(getattr(model, "parameters", None)) else None
+
 def _model_device_dtype(model):
-    ref = model._reference_tensor() if hasattr(model, "_reference_tensor") else next(iter(model.parameters()), None)
+    ref = _model_tensor(model)
     if ref is None or not ref.is_floating_point(): return torch.device("cpu"), torch.get_default_dtype()
     return ref.device, ref.dtype
+
+def _check_dtype(dtype):
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be None or a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+def _check_placement(owner, model, device, dtype):
+    "The model must live where `device=`/`dtype=` put the chains (else its first evaluation would fail less clearly)."
+    ref = None if device is None and dtype is None else _model_tensor(model)
+    if ref is None or not ref.is_floating_point(): return
+    if device is not None and (ref.device.type != device.type or
+                               None not in (ref.device.index, device.index) and ref.device.index != device.index):
+        raise ValueError(f"{owner}: device={device} but the model is on {ref.device}: move the model "
+                         f"(`sampler.to('{device}')` moves it and the chains together) or leave device= out")
+    if dtype is not None and ref.dtype != dtype:
+        raise ValueError(f"{owner}: dtype={dtype} but the model computes in {ref.dtype}: convert the model "
+                         f"(`sampler.to({dtype})` converts it and the chains together) or leave dtype= out")
 
 def _check_model(model):
     if not callable(getattr(model, "gradient", None)):
@@ -106,7 +170,7 @@ def _check_counts(n_steps, burn_in, thin):
     "Validate the step counts; return the number of kept states."
     for name, v, lo in (("n_steps", n_steps, 0), ("burn_in", burn_in, 0), ("thin", thin, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+            raise ValueError(f"{name} must be >= {lo} (an integer), got {v!r}")
     if burn_in > n_steps:
         raise ValueError(f"burn_in ({burn_in}) cannot exceed n_steps ({n_steps}): n_steps counts all steps, burn-in included")
     return (n_steps - burn_in) // thin
@@ -128,8 +192,8 @@ def _event_shape(dim):
         return tuple(_positive_int("dim", d, "each size of the event shape") for d in dim)
     return (_positive_int("dim", dim, "an int or a shape"),)
 
-def _initial_state(model, n_samples, dim, x, generator):
-    "The chains' starting point: a detached copy of `x`, or N(0, I) of shape `(n_samples, *dim)`."
+def _initial_state(model, n_samples, dim, x, generator, device=None, dtype=None):
+    "The chains' starting point: a detached copy of `x` (converted to `device`/`dtype` if given), or N(0, I) of shape `(n_samples, *dim)`."
     if n_samples is not None: n_samples = _positive_int("n_samples", n_samples, "the number of chains")
     if dim is not None: dim = _event_shape(dim)
     if x is not None:
@@ -140,16 +204,16 @@ def _initial_state(model, n_samples, dim, x, generator):
             raise ValueError(f"n_samples={n_samples} disagrees with x, which holds {x.shape[0]} chains")
         if dim is not None and tuple(x.shape[1:]) != dim:
             raise ValueError(f"dim={dim if len(dim) > 1 else dim[0]} disagrees with x of shape {tuple(x.shape)}")
-        x0 = x.detach().clone(memory_format=torch.contiguous_format)
+        x0 = x.detach().to(device=device or x.device, dtype=dtype or x.dtype, memory_format=torch.contiguous_format, copy=True)
     else:
         if dim is None:
             dim = getattr(model, "dim", None)
             if dim is not None: dim = _event_shape(dim)
         if dim is None:
-            raise ValueError("`dim` is required when no initial state is given: pass dim=... (an int or a shape) or x=...")
-        if n_samples is None:
-            raise ValueError("`n_samples` is required when no initial state is given: pass n_samples=... or x=...")
-        device, dtype = _model_device_dtype(model)
+            raise ValueError("dim must be provided when x is None (no initial state, and the model has no `dim`): pass dim=... (an int or a shape) or x=...")
+        if n_samples is None: n_samples = 1   # one chain, as in TorchEBM 0.8.9 and its documentation's sample_chain
+        model_device, model_dtype = _model_device_dtype(model)
+        device, dtype = device or model_device, dtype or model_dtype
         if generator is not None and generator.device.type != device.type:
             raise ValueError(f"the generator is on {generator.device} but the chains are on {device}: "
                              f"use torch.Generator(device='{device.type}')")
@@ -163,6 +227,23 @@ def _initial_state(model, n_samples, dim, x, generator):
     return x0
 
 # %% ../../nbs/02a_sampler_base.ipynb #i15s02
+class _Continued(Scheduler):
+    "A schedule read from `sched`'s cursor on: step `t` of this run is step `cursor + t` of `sched`."
+    def __init__(self, sched): self.sched, self.cursor = sched, sched.step_count
+    def value_at(self, t): return self.sched(self.cursor + t)
+
+@contextlib.contextmanager
+def _from_cursor(sampler, n_steps, on):
+    "With `on`, every scheduled parameter of `sampler` continues from its scheduler's cursor, which a finished run advances by `n_steps`."
+    if not on: yield; return
+    slots = {k: v for k, v in vars(sampler).items() if isinstance(v, Scheduler)}
+    for k, s in slots.items(): vars(sampler)[k] = _Continued(s)
+    try:
+        yield
+        for s in slots.values(): s.step_count += n_steps
+    finally:
+        for k, s in slots.items(): vars(sampler)[k] = s
+
 @contextlib.contextmanager
 def _eval_mode(model):
     "Evaluate `model` in eval mode inside the block; then restore every submodule's own training flag."
@@ -218,7 +299,7 @@ def _bound(sampler, cond):
 # %% ../../nbs/02a_sampler_base.ipynb #c017
 @patch
 def sample(self:BaseSampler,
-           n_samples:int|None=None,  # number of chains B (when `x` is not given)
+           n_samples:int|None=None,  # number of chains B (when `x` is not given; default 1)
            dim=None,                 # event shape: an int or a shape (when `x` is not given; default: `model.dim`)
            n_steps:int=100,          # number of transitions, burn-in included
            *,
@@ -227,23 +308,28 @@ def sample(self:BaseSampler,
            thin:int=1,               # then keep every `thin`-th state in the trajectory
            return_trajectory:bool=False,   # also return the kept states `(B, n_kept, *dims)`
            return_diagnostics:bool=False,  # also return a dict of diagnostics
+           reset_schedulers:bool=True,     # scheduled parameters start at step 0; False: at their scheduler's cursor, which then advances
            generator:torch.Generator|None=None,  # source of all randomness; the global RNG is untouched when given
            y=None,                          # condition, one row per chain: shorthand for `model_kwargs={"y": y}`
            model_kwargs:dict|None=None,     # conditioning keywords of the model's `forward`, passed to every evaluation
           ):
     "Run the chains; return `x`, then `trajectory` and/or `diagnostics` if asked, in that order."
+    if isinstance(n_samples, torch.Tensor) and n_samples.ndim > 0:  # TorchEBM 0.8.9's order: sample(x, dim, n_steps)
+        if x is not None: raise TypeError(f"{type(self).__name__}.sample: a tensor first (the start, in TorchEBM 0.8.9's order) and x= too: give one")
+        n_samples, x = None, n_samples
     n_kept = _check_counts(n_steps, burn_in, thin)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__} {generator!r}: "
                         "for a seed, pass generator=torch.Generator().manual_seed(seed)")
     model = _check_model(self.model)
-    x = _initial_state(model, n_samples, dim, x, generator)
+    _check_placement(type(self).__name__, model, self._device, self._dtype)
+    x = _initial_state(model, n_samples, dim, x, generator, self._device, self._dtype)
     cond = None if y is None and model_kwargs is None else _bind_condition(model, model_kwargs, y, x)
     B = x.shape[0]
     traj = x.new_empty((B, n_kept, *x.shape[1:])) if return_trajectory else None
     energy = x.new_empty((B, n_kept)) if return_diagnostics else None
     flagged = None
-    with torch.no_grad(), _eval_mode(model), _bound(self, cond):
+    with torch.no_grad(), _eval_mode(model), _bound(self, cond), _from_cursor(self, n_steps, not reset_schedulers):
         run = self._begin(x, n_steps, burn_in, generator)
         k, next_keep, last_check, every = 0, burn_in + thin, 0, self.check_every
         for t in range(n_steps):

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from ..interpolants import (BaseInterpolant, VariancePreservingInterpolant, expand_t_like_x,
                                       resolve_interpolant, _DIFFUSION_FORMS, _nonzero)
 from ..integrators import BaseIntegrator, Dopri5Integrator, resolve_integrator
-from ..core import _merge_condition
+from ..core import _merge_condition, _check_condition
 from .base import _eval_mode
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c007
@@ -93,10 +93,39 @@ class FlowSampler:
                 raise ValueError(f"Unknown last_step: {self.last_step!r}; choose from {list(_LAST_STEPS)}")
             size = 0.04 if last_step_size is None else last_step_size
             self.last_step_size = 0.0 if self.last_step is None else _check_fraction("last_step_size", size)
-        self.dtype, self.device = dtype, None if device is None else torch.device(device)
+        self.dtype, self.device = dtype, device
         self.integrator = resolve_integrator(integrator, default="dopri5" if mode == "ode" else "euler_maruyama",
                                              owner="FlowSampler", sde=mode == "sde")
         self._default_n_steps = 50 if mode == "ode" else 250
+
+    @property
+    def dtype(self) -> torch.dtype:
+        "The samples' dtype: the one given (`dtype=`), else the model's."
+        return self._dtype or _model_ref(self.model)[1]
+    @dtype.setter
+    def dtype(self, v):
+        if v is not None and (not isinstance(v, torch.dtype) or not v.is_floating_point):
+            raise TypeError(f"dtype must be None or a floating torch.dtype, got {v!r}")
+        self._dtype = v
+
+    @property
+    def device(self) -> torch.device:
+        "The samples' device: the one given (`device=`), else the model's."
+        return self._device or _model_ref(self.model)[0]
+    @device.setter
+    def device(self, v): self._device = None if v is None else torch.device(v)
+
+    def to(self, *args, **kwargs):
+        "As `nn.Module.to` (TorchEBM 0.8.9's sampler is a module): move the model, and make that device/dtype the samples'."
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, torch.dtype): dtype = a
+            elif isinstance(a, torch.Tensor): device, dtype = a.device, a.dtype
+            else: device = a
+        if dtype is not None: self.dtype = dtype          # validated before the model moves
+        if isinstance(self.model, nn.Module): self.model.to(*args, **kwargs)
+        if device is not None: self.device = device
+        return self
 
     def __repr__(self):
         return (f"FlowSampler(model={type(self.model).__name__}, mode={self.mode!r}, "
@@ -164,12 +193,25 @@ def _fields(self:FlowSampler, model_kwargs, counter):
 
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c014
-def _model_ref(model):
-    "The device and dtype of a model's first floating parameter or buffer (CPU and the default dtype if none)."
+def _model_tensor(model):
+    "The model's first floating parameter or buffer, or `None`."
     if isinstance(model, nn.Module):
         for p in (*model.parameters(), *model.buffers()):
-            if p.is_floating_point(): return p.device, p.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
+            if p.is_floating_point(): return p
+    return None
+
+def _model_ref(model):
+    "The device and dtype of a model's first floating parameter or buffer (CPU and the default dtype if none)."
+    p = _model_tensor(model)
+    return (torch.device("cpu"), torch.get_default_dtype()) if p is None else (p.device, p.dtype)
+
+def _check_device(model, device):
+    "With `device=` given, the model (if it holds tensors) must be there too."
+    p = _model_tensor(model)
+    if device is None or p is None: return
+    if p.device.type != device.type or None not in (p.device.index, device.index) and p.device.index != device.index:
+        raise ValueError(f"FlowSampler: device={device} but the model is on {p.device}: move the model "
+                         f"(`sampler.to('{device}')` moves it and the samples together) or leave device= out")
 
 def _check_generator(generator, device):
     if generator is None: return
@@ -189,16 +231,16 @@ def _start(self:FlowSampler, n_samples, dim, x, generator):
             raise ValueError(f"n_samples={n_samples} disagrees with x, which holds {x.shape[0]} samples")
         if dim is not None and tuple(x.shape[1:]) != ((dim,) if isinstance(dim, int) else tuple(dim)):
             raise ValueError(f"dim={dim} disagrees with x of shape {tuple(x.shape)}")
-        x = x.detach().to(device=self.device or x.device, dtype=self.dtype or x.dtype).clone()
+        x = x.detach().to(device=self._device or x.device, dtype=self._dtype or x.dtype).clone()
         _check_generator(generator, x.device)
         return x
     dim = getattr(self.model, "dim", None) if dim is None else dim
-    if dim is None: raise ValueError("dim must be provided when x is not given: pass dim=... (an int or a shape) or x=...")
-    if n_samples is None: raise ValueError("n_samples must be provided when x is not given: pass n_samples=... or x=...")
+    if dim is None: raise ValueError("dim must be provided when x is None (no start, and the model has no `dim`): pass dim=... (an int or a shape) or x=...")
+    if n_samples is None: n_samples = 1   # one sample, as in TorchEBM 0.8.9
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     device, dtype = _model_ref(self.model)
-    device, dtype = self.device or device, self.dtype or dtype
+    device, dtype = self._device or device, self._dtype or dtype
     _check_generator(generator, device)
     return torch.randn((n_samples, *((dim,) if isinstance(dim, int) else tuple(dim))), generator=generator,
                        device=device, dtype=dtype)
@@ -209,12 +251,12 @@ def _merge_kwargs(y, model_kwargs):
 
 def _check_count(name, v, lo=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        raise ValueError(f"{name} must be >= {lo} (an integer), got {v!r}")
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c016
 @patch
 def sample(self:FlowSampler,
-           n_samples:int|None=None,   # number of samples B (when `x` is not given)
+           n_samples:int|None=None,   # number of samples B (when `x` is not given; default 1)
            dim=None,                  # event shape: an int or a shape (when `x` is not given; default: `model.dim`)
            n_steps:int|None=None,     # number of steps over $[t_0, t_1]$ (default 50 for ODEs, 250 for SDEs)
            *,
@@ -228,13 +270,15 @@ def sample(self:FlowSampler,
            generator:torch.Generator|None=None,  # source of all randomness; the global RNG is untouched when given
           ):
     "Integrate from noise to data (or back, with `reverse=True`); return `x`, then `trajectory` and/or `diagnostics` if asked."
-    if isinstance(n_samples, torch.Tensor):
-        raise TypeError("FlowSampler.sample's first positional argument is n_samples (as for the other samplers): "
-                        "pass the starting state as x=...")
+    if isinstance(n_samples, torch.Tensor) and n_samples.ndim > 0:  # TorchEBM 0.8.9's order: sample(x, dim, n_steps)
+        if x is not None: raise TypeError("FlowSampler.sample: a tensor first (the start, in TorchEBM 0.8.9's order) and x= too: give one")
+        n_samples, x = None, n_samples
     n_steps = self._default_n_steps if n_steps is None else n_steps
     _check_count("n_steps", n_steps); _check_count("thin", thin)
     kw = _merge_kwargs(y, model_kwargs)
+    _check_device(self.model, self._device)
     x = self._start(n_samples, dim, x, generator)
+    _check_condition(kw, x)      # a tensor y has one row per sample
     sde = self.mode == "sde"
     t0, t1 = self._interval()
     self._check_start(t0, (t1 - t0) / n_steps, sde)
@@ -327,7 +371,7 @@ def log_prob(self:FlowSampler,
     if integrator is None: integ = Dopri5Integrator(atol=1e-6, rtol=1e-5)
     else: integ = resolve_integrator(integrator, default="dopri5", owner="FlowSampler.log_prob")
     _check_generator(generator, x.device)
-    kw = _merge_kwargs(y, model_kwargs)
+    kw = _check_condition(_merge_kwargs(y, model_kwargs), x)   # a tensor y has one row per sample
     t0, t1 = self._interval(sde=False)
     self._check_start(t0, 0.0, False)
     B, dims, D = x.shape[0], x.shape[1:], x[0].numel()

@@ -11,8 +11,7 @@ from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
 from ..core import BaseModel, _all_finite
-from .base import (_ConditionedModel, BaseSampler, _Param, _schedule_values, _model_device_dtype, _positive_int,
-                                      _event_shape)
+from .base import _ConditionedModel, BaseSampler, _Param, _schedule_values
 
 # %% ../../nbs/03b_gradient_descent.ipynb #c008
 def _check_tol(tol):
@@ -20,11 +19,6 @@ def _check_tol(tol):
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be None or a positive finite number, got {tol!r}")
     return float(tol)
-
-def _check_dtype(dtype):
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise TypeError(f"dtype must be None or a floating torch.dtype, got {dtype!r}")
-    return dtype
 
 # %% ../../nbs/03b_gradient_descent.ipynb #c009
 class _DescentSampler(BaseSampler):
@@ -42,9 +36,9 @@ class _DescentSampler(BaseSampler):
                  on_nonfinite:str="raise",   # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,        # NaN/inf check interval in steps
                 ):
-        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every)
+        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
+                         dtype=dtype, device=device)
         self.step_size, self.tol = step_size, tol
-        self.dtype, self.device = _check_dtype(dtype), None if device is None else torch.device(device)
 
     @property
     def tol(self): return self._tol
@@ -66,30 +60,15 @@ def sample(self:_DescentSampler,
            thin:int=1,               # then keep every `thin`-th state
            return_trajectory:bool=False,   # also return the kept states `(B, n_kept, *dims)`
            return_diagnostics:bool=False,  # also return a dict: "energy", "n_steps_taken", "converged", "nonfinite"
-           reset_schedulers:bool=True,     # accepted for upstream compatibility (no effect)
+           reset_schedulers:bool=True,     # False: a scheduled step size continues from its scheduler's cursor
            generator:torch.Generator|None=None,  # draws the N(0, I) start when `x` is not given
            y=None,                          # condition, one row per chain: shorthand for `model_kwargs={"y": y}`
            model_kwargs:dict|None=None,     # conditioning keywords of the model's `forward`, passed to every gradient
           ):
     "Descend from `x` (or from N(0, I)); return `x`, then `trajectory` and/or `diagnostics` if asked, in that order."
-    if isinstance(n_samples, torch.Tensor):
-        raise TypeError(f"{type(self).__name__}.sample's first positional argument is n_samples (as for every sampler "
-                        "here): pass the starting state as x=...")
-    if self.dtype is not None or self.device is not None:
-        if isinstance(x, torch.Tensor): x = x.to(device=self.device or x.device, dtype=self.dtype or x.dtype)
-        elif x is None and n_samples is not None and (generator is None or isinstance(generator, torch.Generator)):
-            dim = getattr(self.model, "dim", None) if dim is None else dim
-            if dim is not None:  # else BaseSampler says what is missing
-                n, dims = _positive_int("n_samples", n_samples, "the number of chains"), _event_shape(dim)
-                device, dtype = _model_device_dtype(self.model)
-                device, dtype = self.device or device, self.dtype or dtype
-                if generator is not None and generator.device.type != device.type:
-                    raise ValueError(f"the generator is on {generator.device} but the chains are on {device}: "
-                                     f"use torch.Generator(device='{device.type}')")
-                x = torch.randn((n, *dims), generator=generator, device=device, dtype=dtype)
     return BaseSampler.sample(self, n_samples, dim, n_steps, x=x, burn_in=burn_in, thin=thin,
                               return_trajectory=return_trajectory, return_diagnostics=return_diagnostics,
-                              generator=generator, y=y, model_kwargs=model_kwargs)
+                              reset_schedulers=reset_schedulers, generator=generator, y=y, model_kwargs=model_kwargs)
 
 # %% ../../nbs/03b_gradient_descent.ipynb #c013
 @patch
@@ -166,9 +145,14 @@ class NesterovSampler(_DescentSampler):
                  momentum:float=0.9,         # $\mu \in [0, 1)$
                  dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's)
                  device=None,                # device of the chains (default: `x`'s, else the model's)
-                 **kwargs,                   # `tol`, `energy_function`, `on_nonfinite`, `check_every`
+                 *,
+                 tol:float|None=None,        # stop a chain once $\|\nabla E\| <$ `tol` (None: always run `n_steps`)
+                 energy_function:BaseModel|None=None,  # the classic TorchEBM name of `model`
+                 on_nonfinite:str="raise",   # "raise" or "flag" (see `BaseSampler`)
+                 check_every:int=100,        # NaN/inf check interval in steps
                 ):
-        super().__init__(model, step_size, dtype, device, **kwargs)
+        super().__init__(model, step_size, dtype, device, tol=tol, energy_function=energy_function,
+                         on_nonfinite=on_nonfinite, check_every=check_every)
         self.momentum = momentum
 
     @property

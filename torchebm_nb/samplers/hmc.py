@@ -44,15 +44,23 @@ class HamiltonianMonteCarlo(BaseSampler):
                  energy_function:BaseModel|None=None,  # older name of `model`
                  on_nonfinite:str="raise",  # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,       # NaN/inf check interval in iterations
+                 dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's; see `BaseSampler`)
+                 device=None,               # device of the chains (default: `x`'s, else the model's)
+                 integrator:str|None=None,  # TorchEBM 0.8.9's argument: None or "leapfrog" (the built-in leapfrog, the only one)
                 ):
-        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every)
+        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
+                         dtype=dtype, device=device)
         self.step_size = step_size
         if isinstance(n_leapfrog_steps, bool) or not isinstance(n_leapfrog_steps, int) or n_leapfrog_steps < 1:
-            raise ValueError(f"n_leapfrog_steps must be an integer >= 1, got {n_leapfrog_steps!r}")
+            raise ValueError(f"n_leapfrog_steps must be positive (an integer >= 1), got {n_leapfrog_steps!r}")
         if not 0 < target_accept < 1: raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
         if adapt_step_size and isinstance(self.step_size, Scheduler):
             raise ValueError("adapt_step_size=True tunes the step size itself: give a float initial step size, not a Scheduler")
         self.n_leapfrog_steps, self.mass = n_leapfrog_steps, _check_mass(mass)
+        if integrator not in (None, "leapfrog"):
+            raise ValueError(f"HamiltonianMonteCarlo integrates with its built-in leapfrog (symplectic and reversible, as the "
+                             f"Metropolis test needs): integrator must be None or 'leapfrog', got {integrator!r}")
+        self.integrator = "leapfrog"
         self.adapt_step_size, self.target_accept = bool(adapt_step_size), float(target_accept)
 
     def __repr__(self):

@@ -13,6 +13,7 @@ import torch
 from fastcore.basics import patch
 from ..core import BaseModel
 from .base import BaseSampler, _Param, _schedule_values
+from ..integrators import EulerMaruyamaIntegrator, HeunIntegrator, resolve_integrator
 
 # %% ../../nbs/02b_langevin_dynamics.ipynb #c006
 def _check_clamp(clamp):
@@ -37,9 +38,16 @@ class LangevinDynamics(BaseSampler):
                  energy_function:BaseModel|None=None,  # older name of `model`
                  on_nonfinite:str="raise",  # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,       # NaN/inf check interval in steps
+                 dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's; see `BaseSampler`)
+                 device=None,               # device of the chains (default: `x`'s, else the model's)
+                 integrator=None,           # the step: None or "euler_maruyama" (the update above), "heun" (stochastic Heun), or an instance
                 ):
-        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every)
+        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
+                         dtype=dtype, device=device)
         self.step_size, self.noise_scale, self.clamp = step_size, noise_scale, clamp
+        self.integrator = resolve_integrator(integrator, default="euler_maruyama", owner="LangevinDynamics", sde=True)
+        if not isinstance(self.integrator, (EulerMaruyamaIntegrator, HeunIntegrator)):
+            raise TypeError(f"LangevinDynamics steps with EulerMaruyamaIntegrator or HeunIntegrator, got {type(self.integrator).__name__}")
 
     step_size, noise_scale = _Param(), _Param(positive=False)  # validated on every assignment
     @property
@@ -58,7 +66,8 @@ def _begin(self:LangevinDynamics, x, n_steps, burn_in, generator):
     sigma = _schedule_values("noise_scale", self.noise_scale, n_steps, positive=False)
     const = not isinstance(eta, list) and not isinstance(sigma, list)
     run = SimpleNamespace(x=x, noise=torch.empty_like(x), gen=generator, grad=self.model.gradient,
-                          const=const, clamp=self.clamp, broken=None, pinned=None, n_checks=0)
+                          const=const, clamp=self.clamp, broken=None, pinned=None, n_checks=0,
+                          heun=isinstance(self.integrator, HeunIntegrator))
     if const: run.eta, run.c = eta, sigma * math.sqrt(2 * eta)
     else:
         etas = eta if isinstance(eta, list) else [eta] * n_steps
@@ -72,8 +81,15 @@ def _step(self:LangevinDynamics, run, t):
     x = run.x
     g = run.grad(x)
     eta, c = (run.eta, run.c) if run.const else (run.etas[t], run.cs[t])
-    x.add_(g, alpha=-eta)
-    if c != 0: x.add_(run.noise.normal_(generator=run.gen), alpha=c)
+    if run.heun:  # predict with the Euler-Maruyama step, correct with the mean of the two gradients, same noise
+        xi = run.noise.normal_(generator=run.gen).mul_(c) if c != 0 else None
+        xp = torch.add(x, g, alpha=-eta)
+        if xi is not None: xp.add_(xi)
+        x.add_(g + run.grad(xp), alpha=-eta / 2)
+        if xi is not None: x.add_(xi)
+    else:
+        x.add_(g, alpha=-eta)
+        if c != 0: x.add_(run.noise.normal_(generator=run.gen), alpha=c)
     if run.clamp is not None:
         run.broken |= ~torch.isfinite(x).flatten(1).all(1)
         x.clamp_(*run.clamp)

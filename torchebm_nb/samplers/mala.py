@@ -68,8 +68,11 @@ class MALA(BaseSampler):
                  energy_function:BaseModel|None=None,  # older name of `model`
                  on_nonfinite:str="raise",  # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,       # NaN/inf check interval in steps
+                 dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's; see `BaseSampler`)
+                 device=None,               # device of the chains (default: `x`'s, else the model's)
                 ):
-        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every)
+        super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
+                         dtype=dtype, device=device)
         self.step_size, self.noise_scale = step_size, noise_scale
 
     step_size, noise_scale = _Param(), _Param()  # validated on every assignment
