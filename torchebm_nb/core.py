@@ -450,7 +450,7 @@ _UPSTREAM_CORE_NAMES = {
 }
 _UPSTREAM_CORE = {n: m for m, names in _UPSTREAM_CORE_NAMES.items() for n in names}
 
-def __getattr__(name):
+def _upstream_core_name(name):
     "Names upstream TorchEBM exports from `torchebm.core` that live in the layers above `core`: loaded on first use."
     owner = _UPSTREAM_CORE.get(name)
     if owner is None: raise AttributeError(f"module 'torchebm_nb.core' has no attribute {name!r}")
@@ -458,6 +458,8 @@ def __getattr__(name):
     value = getattr(importlib.import_module(owner), name)
     globals()[name] = value                  # later lookups are plain attribute reads
     return value
+
+__getattr__ = _upstream_core_name      # PEP 562: consulted only for names the module does not define
 
 # %% ../nbs/00_core.ipynb #upn3
 def _same(a, b) -> bool:
