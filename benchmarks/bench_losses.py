@@ -103,7 +103,7 @@ def main():
     # CD-10: both sides sample from N(0, I) with Langevin (step 0.01, noise scale 1) and use their own generator
     net_h = make_net().to(device)
     model = BaseModel(network=copy.deepcopy(net_h))
-    cd = ContrastiveDivergence(model, LangevinDynamics(model, step_size=ETA), k=K,
+    cd = ContrastiveDivergence(model, LangevinDynamics(model, step_size=ETA), k=K, init="noise",
                                generator=torch.Generator(device=device).manual_seed(1))
     opt_l = torch.optim.SGD(model.parameters(), lr=1e-4)
     opt_h = torch.optim.SGD(net_h.parameters(), lr=1e-4)
