@@ -12,8 +12,11 @@ interleaved (1, 2, 3, 1, 2, 3, ...) so that a change in the machine's load hits 
 includes the gradient all-reduce and the per-step metric bookkeeping, i.e. what a user of `fit` waits for.
 
     python benchmarks/bench_ddp.py [--losses dsm,cd,fm] [--batch 1024] [--hidden 256] [--steps 40] [--repeats 5]
+
+Writes benchmarks/results/ddp.json (or --out) with every run's time, for the Benchmarks page.
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time
+from datetime import datetime, timezone
 
 CONFIGS = (("1 proc x 1 thread", 1, 1), ("1 proc x 2 threads", 1, 2), ("2 procs x 1 thread", 2, 1))
 
@@ -74,12 +77,19 @@ def main():
     p.add_argument("--hidden", type=int, default=256, help="width of the 3 hidden layers (default 256)")
     p.add_argument("--steps", type=int, default=40, help="timed steps per run (default 40)")
     p.add_argument("--repeats", type=int, default=5, help="runs per configuration, interleaved (default 5)")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ddp.json"),
+                   help="where to write the results (default benchmarks/results/ddp.json)")
     args = p.parse_args()
     if args.worker: return worker(args)
     print(f"EBMTrainer step time, global batch {args.batch}, MLP 3x{args.hidden}, CPU ({os.cpu_count()} cores), "
           f"median of {args.repeats} interleaved runs of {args.steps} steps", flush=True)
     head = "| loss | " + " | ".join(c[0] for c in CONFIGS) + " | 2 procs / 1 proc x 1 thread |"
     print(head); print("|" + "---|" * (len(CONFIGS) + 2))
+    import torch
+    out = {"benchmark": "EBMTrainer data-parallel step, CPU", "generated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "torch": torch.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
+           "batch": args.batch, "hidden": args.hidden, "steps": args.steps, "repeats": args.repeats,
+           "configs": [c[0] for c in CONFIGS], "rows": []}
     for loss in args.losses.split(","):
         times = {c[0]: [] for c in CONFIGS}
         for _ in range(args.repeats):
@@ -87,6 +97,11 @@ def main():
         med = {k: statistics.median(v) for k, v in times.items()}
         cells = " | ".join(f"{med[c[0]]:.1f} ms" for c in CONFIGS)
         print(f"| {loss} | {cells} | {med['2 procs x 1 thread'] / med['1 proc x 1 thread']:.2f} |", flush=True)
+        out["rows"].append({"loss": loss, "median_ms": med, "times_ms": times,
+                            "ratio_2procs_to_1proc_1thread": med["2 procs x 1 thread"] / med["1 proc x 1 thread"]})
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f: json.dump(out, f, indent=1)
+    print("wrote", args.out)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ Model: `torchebm_nb.models.dit_s_2()` in the paper's configuration (32x32x4 late
 latents x ~ N(0, I), times t ~ U(0, 1), random labels; target ~ N(0, I) of the output's shape.
 
 Modes: `float32` (plain), `bfloat16` (`torch.autocast(device, dtype=torch.bfloat16)`), and on CUDA also `float16`
-(autocast + `torch.amp.GradScaler`). Protocol: one warm-up step per mode, then `--repeats` rounds; in each round every
-mode is timed once, the order rotating from round to round (interleaved, so slow drifts of a shared machine hit all
-modes alike). Reported: the median step time per mode and its ratio to float32 (below 1: faster than float32).
+(autocast + `torch.amp.GradScaler`, the loss scaled before the backward pass). Protocol: warm-up steps per mode (one on
+the CPU; three on CUDA, where the first steps also pay for kernel selection and the allocator), then `--repeats`
+rounds; in each round every mode is timed once (on CUDA between two `torch.cuda.synchronize()`), the order rotating
+from round to round (interleaved, so slow drifts of a shared machine hit all modes alike). Reported: the median step
+time per mode and its ratio to float32 (below 1: faster than float32).
 
     python benchmarks/bench_dit.py [--device cpu|cuda] [--threads 1] [--batch 8] [--repeats 7] [--out PATH]
+    python benchmarks/bench_dit.py --device cuda          # batch 64 by default on CUDA (8 would time kernel launches)
 
 Writes benchmarks/results/dit.json (dit_cuda.json for --device cuda unless --out is given).
 """
@@ -46,11 +49,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=None, help="default: 8 on the CPU, 64 on CUDA")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {a.device}: no CUDA device here (torch {torch.__version__}); run on the CPU or on a GPU machine")
+    if a.batch is None: a.batch = 64 if device.type == "cuda" else 8
     torch.set_num_threads(a.threads)
     out_path = a.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                      "dit.json" if device.type == "cpu" else f"dit_{device.type}.json")
@@ -67,7 +73,9 @@ def main():
     batch = (x, t, y, target, torch.Generator(device=device).manual_seed(1))
     steps = {m: make_step(model, batch, m, device) for m in modes}
 
-    for m in modes: steps[m]()          # warm-up
+    for m in modes:                     # warm-up
+        for _ in range(3 if device.type == "cuda" else 1): steps[m]()
+    sync(device)
     times = {m: [] for m in modes}
     for r in range(a.repeats):
         order = modes[r % len(modes):] + modes[:r % len(modes)]

@@ -220,6 +220,11 @@ def absent(module, name):
 '''
 
 
+# third-party modules that upstream's modules import and its tests reach through them (mock.patch targets): the mapping
+# re-exports the module object itself, which is a name, not an adapter
+SHARED_MODULES = {"torch"}
+
+
 def build_mapping(dest: Path, up_mods: dict, used: dict, modules: dict, late_missing: bool = True):
     """Write the name-only `torchebm` package under `dest`; return {module: {'mapped': [...], 'missing': [...]}}.
     With `late_missing`, a name we lack is a placeholder whose first use raises the ImportError that importing it
@@ -236,6 +241,8 @@ def build_mapping(dest: Path, up_mods: dict, used: dict, modules: dict, late_mis
         lines += [f"from . import {s}" for s in listed_subpkgs]   # upstream exposes these subpackages as attributes
         mapped, missing = [], []
         for n in sorted(names):
+            if n in SHARED_MODULES:    # e.g. tests patch `torchebm.losses.energy_matching.torch.rand`: the same torch
+                mapped.append(n); lines.append(f"import {n}"); continue
             where = locate(n, mod, modules)
             if where is None: missing.append(n)
             else: mapped.append(n); lines.append(f"from {where} import {n}")

@@ -10,6 +10,7 @@ __all__ = ['BaseEnergyFunction', 'GaussianEnergy', 'DoubleWellEnergy', 'Harmonic
 
 # %% ../nbs/00_core.ipynb #c003
 import math
+import warnings
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
@@ -50,6 +51,8 @@ class BaseModel(nn.Module):
     def __init__(self,
                  network:nn.Module|None=None, # optional network; the energy is then `network(x).squeeze(-1)`
                 ):
+        if network is None and type(self).forward is BaseModel.forward:
+            raise TypeError(f"{type(self).__name__} is abstract: subclass it with a forward(x), or pass network=")
         super().__init__()
         self.network = network
         self.__dict__['_ref'] = None  # cached parameter/buffer whose device and dtype stand for the model's
@@ -218,9 +221,9 @@ class AnalyticalModel(BaseModel):
 
     def _vec(self, x):
         "Validate `x` as a batch of vectors `(B, d)`."
+        if x.ndim == 1: x = x.unsqueeze(0)   # a single point: a batch of one (as upstream)
         if x.ndim != 2:
-            raise ValueError(f"{type(self).__name__} expects a batch of vectors (B, d), got shape {tuple(x.shape)}"
-                             + ("; use x.unsqueeze(0) for a single point" if x.ndim == 1 else ""))
+            raise ValueError(f"{type(self).__name__} expects a batch of vectors (B, d) or one vector (d,), got shape {tuple(x.shape)}")
         if self.dim is not None and x.shape[1] != self.dim:
             raise ValueError(f"{type(self).__name__} is {self.dim}-dimensional, got points of dimension {x.shape[1]}")
         return self._check_input(x)
@@ -235,15 +238,19 @@ class AnalyticalModel(BaseModel):
     def gradient(self, x:torch.Tensor, model_kwargs:dict|None=None, *, y=None) -> torch.Tensor:
         "Closed-form $\\nabla_x E(x)$, detached (as `BaseModel.gradient`), also when `x` requires grad. Refuses conditioning."
         if model_kwargs is not None or y is not None: self._no_condition(model_kwargs, y)
-        x = self._vec(x)
-        if not torch.is_grad_enabled(): return self._grad(x)  # a sampler's loop: the hot path, as cheap as before
-        with torch.no_grad(): return self._grad(x)
+        xb = self._vec(x)
+        if not torch.is_grad_enabled(): g = self._grad(xb)   # a sampler's loop: the hot path, as cheap as before
+        else:
+            with torch.no_grad(): g = self._grad(xb)
+        return g[0] if x.ndim == 1 else g
     def energy_and_gradient(self, x:torch.Tensor, model_kwargs:dict|None=None, *, y=None):
         "Closed-form energy and gradient, both detached. Refuses conditioning."
         if model_kwargs is not None or y is not None: self._no_condition(model_kwargs, y)
-        x = self._vec(x)
-        if not torch.is_grad_enabled(): return self._energy_grad(x)
-        with torch.no_grad(): return self._energy_grad(x)
+        xb = self._vec(x)
+        if not torch.is_grad_enabled(): e, g = self._energy_grad(xb)
+        else:
+            with torch.no_grad(): e, g = self._energy_grad(xb)
+        return (e, g[0]) if x.ndim == 1 else (e, g)
 
 # %% ../nbs/00_core.ipynb #c030
 def _autograd_grad(model, x): return _autograd_energy_and_grad(model, x)[1]
@@ -444,9 +451,10 @@ _UPSTREAM_CORE_NAMES = {
                                "CosineScheduler", "MultiStepScheduler", "WarmupScheduler", "TemperatureScheduler"),
     "torchebm_nb.samplers.base": ("BaseSampler",),
     "torchebm_nb.losses": ("BaseLoss",),
-    "torchebm_nb.integrators": ("BaseIntegrator",),
+    "torchebm_nb.integrators": ("BaseIntegrator", "BaseRungeKuttaIntegrator", "BaseSDERungeKuttaIntegrator",
+                                "BaseSymplecticIntegrator"),
     "torchebm_nb.interpolants": ("BaseInterpolant", "expand_t_like_x"),
-    "torchebm_nb.couplings": ("BaseCoupling", "BaseCostCoupling", "CouplingResult"),
+    "torchebm_nb.couplings": ("BaseCoupling", "BaseCostCoupling", "BaseModelCoupling", "CouplingResult"),
 }
 _UPSTREAM_CORE = {n: m for m, names in _UPSTREAM_CORE_NAMES.items() for n in names}
 
@@ -475,3 +483,13 @@ def _alias(owner:str, name:str, value, default, alias:str, alias_value):
     if not _same(value, default) and not _same(value, alias_value):
         raise TypeError(f"{owner}: give `{name}=` or `{alias}=` (TorchEBM 0.8.9's name for it), not both")
     return alias_value
+
+# %% ../nbs/00_core.ipynb #wo1
+_WARNED_ONCE:set = set()   # keys of the warnings already given in this process
+
+def _warn_once(key, message:str, category=UserWarning, stacklevel:int=3) -> bool:
+    "Warn with `message` the first time `key` is seen in this process; `True` if it warned."
+    if key in _WARNED_ONCE: return False
+    _WARNED_ONCE.add(key)
+    warnings.warn(message, category, stacklevel=stacklevel)
+    return True

@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 from fastcore.basics import patch
 from ..core import BaseModel, check_energy_shape
-from .base import BaseLoss, _randn, _randint, _randperm, _f32
+from .base import BaseLoss, _randperm, _f32
 from .flow_matching import FlowMatchingLoss
 from .flow_matching import _draw_path
-from .equilibrium_matching import _check_time_args
+from .equilibrium_matching import _check_time_args, _randn_like
 from ..interpolants import resolve_interpolant
 from ..couplings import resolve_coupling
 from ..schedulers import Scheduler, TemperatureScheduler
@@ -64,13 +64,19 @@ class EnergyMatchingLoss(BaseLoss):
                  *,
                  train_eps=0.0,                 # flow-term times are drawn in [train_eps, 1 - train_eps]
                  source_std:float=1.0,          # the default noise is $N(0, s^2 I)$, for the flow term and the noise-started chains
+                 energy_reg:float=0.0,          # $\alpha$: penalty on the squared Boltzmann energies $(V/\epsilon_{\max})^2$ of data and negatives
                  generator:torch.Generator|None=None, # default source of all draws (noise, coupling, times, chains)
                  check_finite:bool=True,        # raise on a non-finite loss (one sync per call)
+                 cfg_dropout:float=0.0,         # classifier-free guidance: probability of replacing each sample's `y` by `null_condition`
+                 null_condition=None,           # the dropped condition: a label, a tensor, or a callable `(y, mask) -> y`
+                 check_conditioning:bool=True,  # on the first conditional call, check that the potential depends on `y`
                 ):
-        super().__init__(model, generator=generator, check_finite=check_finite)
+        super().__init__(model, generator=generator, check_finite=check_finite, dtype=dtype, device=device,
+                         cfg_dropout=cfg_dropout, null_condition=null_condition, check_conditioning=check_conditioning)
         owner = type(self).__name__
         _check_fraction("noise_fraction", noise_fraction, closed=True)
         if not (_is_number(source_std) and source_std > 0): raise ValueError(f"source_std must be a positive number, got {source_std!r}")
+        if not (_is_number(energy_reg) and energy_reg >= 0): raise ValueError(f"energy_reg must be a number >= 0, got {energy_reg!r}")
         _check_fraction("cd_trim_fraction", cd_trim_fraction)
         if cd_clamp is not None and not (_is_number(cd_clamp) and cd_clamp >= 0):
             raise ValueError(f"cd_clamp must be a number >= 0 or None, got {cd_clamp!r}")
@@ -90,8 +96,7 @@ class EnergyMatchingLoss(BaseLoss):
         self.n_langevin_steps, self.langevin_dt, self.noise_fraction = n_langevin_steps, float(langevin_dt), float(noise_fraction)
         self.cd_trim_fraction, self.cd_clamp = float(cd_trim_fraction), None if cd_clamp is None else float(cd_clamp)
         self.t_sampler, self.t_p_mean, self.t_p_std, self.loss_weight_fn = t_sampler, float(t_p_mean), float(t_p_std), loss_weight_fn
-        self.train_eps, self.source_std = train_eps, float(source_std)
-        self.dtype, self.device = dtype, None if device is None else torch.device(device)
+        self.train_eps, self.source_std, self.energy_reg = train_eps, float(source_std), float(energy_reg)
         self._own_sampler = sampler is None
         self.sampler = sampler if sampler is not None else (None if model is None else LangevinDynamics(model, step_size=langevin_dt))
 
@@ -101,7 +106,8 @@ class EnergyMatchingLoss(BaseLoss):
     def extra_repr(self):
         return (f"coupling={self.coupling!r}, interpolant={self.interpolant!r}, sigma={self._sigma!r}, "
                 f"lambda_cd={self._lambda_cd!r}, epsilon_max={self.epsilon_max}, tau_star={self.tau_star}, "
-                f"n_langevin_steps={self.n_langevin_steps}, noise_fraction={self.noise_fraction}, source_std={self.source_std}")
+                f"n_langevin_steps={self.n_langevin_steps}, noise_fraction={self.noise_fraction}, source_std={self.source_std}"
+                + (f", energy_reg={self.energy_reg}" if self.energy_reg else ""))
 
 # %% ../../nbs/07f_energy_matching.ipynb #c012
 def _is_number(v): return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
@@ -166,7 +172,7 @@ def sample_negatives(self:EnergyMatchingLoss,
     parts, kw_parts = [], []
     try:
         if n_noise > 0:
-            if x0 is None: init = self.source_std * _randn((n_noise, *x1.shape[1:]), g, dev, x1.dtype)
+            if x0 is None: init = self.source_std * _randn_like(x1[:n_noise], g)
             else: init = x0[_randperm(x0.shape[0], g, dev)[:n_noise]]
             kw = _rows(mk, slice(0, n_noise), B)
             sampler.noise_scale = self._noise_sweep
@@ -186,6 +192,12 @@ def sample_negatives(self:EnergyMatchingLoss,
               for k, v in mk.items()}
     return torch.cat(parts).detach(), neg_mk
 
+@patch
+def _sample_negatives(self:EnergyMatchingLoss, x1, x0=None, model_kwargs=None, generator=None):
+    "TorchEBM's hook: the negatives alone (their conditioning kept for the term); what the loss calls, and what a test may replace."
+    neg, self._neg_model_kwargs = self.sample_negatives(x1, x0=x0, model_kwargs=model_kwargs, generator=generator)
+    return neg
+
 # %% ../../nbs/07f_energy_matching.ipynb #c019
 def _energies(model, x, mk):
     e = model(x, **mk)
@@ -199,15 +211,23 @@ def training_losses(self:EnergyMatchingLoss,
                     x0:torch.Tensor|None=None,           # noise `(B, *dims)` (default: fresh $N(0, s^2 I)$ draws, $s$ = `source_std`)
                     generator:torch.Generator|None=None, # RNG of this call (default: the loss's `generator`)
                    ) -> dict:
-    "The scalar `loss`, `flow_loss`, `cd_loss`, and with the contrastive term `cd_value`, `negatives`, `pos_energy`, `neg_energy`."
+    "The scalar `loss`, `flow_loss`, `cd_loss`, and with the contrastive term `cd_value` and `negatives`."
+    terms = self._terms(x1, model_kwargs, x0, generator)
+    return {k: v for k, v in terms.items() if k not in ("pos_energy", "neg_energy")}
+
+@patch
+def _terms(self:EnergyMatchingLoss, x1, model_kwargs=None, x0=None, generator=None):
+    "`training_losses` with the mean energies `pos_energy`, `neg_energy` (for `metrics`)."
     name = type(self).__name__
     if self.model is None: raise ValueError(f"{name} has no model: pass one at construction (model=...) or call loss_fn(model, x)")
     g, mk = (self.generator if generator is None else generator), dict(model_kwargs or {})
     x1 = self._cast(self._check_batch(x1))
-    src = x0 if x0 is not None else self.source_std * _randn(x1.shape, g, x1.device, x1.dtype)   # _draw_path's own first draw, scaled
+    if isinstance(x0, torch.Tensor) and x0.shape != x1.shape:
+        raise ValueError(f"x0 shape {tuple(x0.shape)} must match the data's shape {tuple(x1.shape)}")
+    src = x0 if x0 is not None else self.source_std * _randn_like(x1, g)   # _draw_path's own first draw, scaled
     x0c, x1c, t, weights = _draw_path(self, x1, src, mk, g)
     xt, ut = self.interpolant.interpolate(x0c, x1c, t)
-    if self.sigma > 0: xt = xt + self.sigma * _randn(xt.shape, g, xt.device, xt.dtype)
+    if self.sigma > 0: xt = xt + self.sigma * _randn_like(xt, g)
     create = torch.is_grad_enabled()
     with torch.enable_grad():
         xg = xt.detach().requires_grad_(True)
@@ -226,23 +246,28 @@ def training_losses(self:EnergyMatchingLoss,
     terms = {"flow_loss": flow}
     lam = self.lambda_cd
     if lam > 0:
-        neg, neg_mk = self.sample_negatives(x1, x0=x0c if x0 is not None else None, model_kwargs=mk, generator=g)
+        self._neg_model_kwargs = mk                        # the conditioning of the negatives, if the hook does not say
+        neg = self._sample_negatives(x1, x0=x0c if x0 is not None else None, model_kwargs=mk, generator=g)
+        neg_mk = self._neg_model_kwargs
         pos_e, neg_e = _energies(self.model, x1, mk), _energies(self.model, neg, neg_mk)
         pos_mean, neg_mean = _f32(pos_e).mean(), trimmed_mean(_f32(neg_e), self.cd_trim_fraction)
         cd_value = pos_mean - neg_mean
         cd = lam * cd_value
         if self.cd_clamp is not None: cd = cd.clamp(min=-self.cd_clamp)
         terms.update(cd_value=cd_value, negatives=neg, pos_energy=pos_mean, neg_energy=neg_mean)
+        if self.energy_reg > 0:
+            eps = max(self.epsilon_max, 1e-12)
+            terms["reg_loss"] = self.energy_reg * ((_f32(pos_e) / eps).square().mean() + (_f32(neg_e) / eps).square().mean())
     else: cd = flow.new_zeros(())
     terms["cd_loss"] = cd
-    terms["loss"] = flow + cd
+    terms["loss"] = flow + cd + terms.get("reg_loss", 0.0)
     return terms
 
 # %% ../../nbs/07f_energy_matching.ipynb #c020
 @patch
 def compute(self:EnergyMatchingLoss, model, x, *, x0=None, model_kwargs=None, generator=None):
-    terms = self.training_losses(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
-    metrics = {k: terms[k] for k in ("flow_loss", "cd_loss", "cd_value", "pos_energy", "neg_energy") if k in terms}
+    terms = self._terms(x, model_kwargs=model_kwargs, x0=x0, generator=generator)
+    metrics = {k: terms[k] for k in ("flow_loss", "cd_loss", "cd_value", "reg_loss", "pos_energy", "neg_energy") if k in terms}
     checks = {"the noise x0": x0} if x0 is not None else {}
     checks.update({"the flow term": terms["flow_loss"], "the contrastive term": terms["cd_loss"]})
     if "negatives" in terms: checks["the negatives"] = terms["negatives"]

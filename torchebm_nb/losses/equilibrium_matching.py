@@ -59,8 +59,12 @@ class EquilibriumMatchingLoss(BaseLoss):
                  *,
                  generator:torch.Generator|None=None, # default source of the noise, the times and the coupling's draws
                  check_finite:bool=True,         # raise on a non-finite loss (one sync per call)
+                 cfg_dropout:float=0.0,          # classifier-free guidance: probability of replacing each sample's `y` by `null_condition`
+                 null_condition=None,            # the dropped condition: a label, a tensor, or a callable `(y, mask) -> y`
+                 check_conditioning:bool=True,   # on the first conditional call, check that the model's output depends on `y`
                 ):
-        super().__init__(model, generator=generator, check_finite=check_finite)
+        super().__init__(model, generator=generator, check_finite=check_finite, dtype=dtype, device=device,
+                         cfg_dropout=cfg_dropout, null_condition=null_condition, check_conditioning=check_conditioning)
         owner = type(self).__name__
         if prediction not in ("velocity", "noise", "score"):
             raise ValueError(f"prediction must be one of ['velocity', 'noise', 'score'], got {prediction!r}")
@@ -94,11 +98,15 @@ class EquilibriumMatchingLoss(BaseLoss):
         self.time_invariant = bool(time_invariant)
         self.t_sampler, self.t_p_mean, self.t_p_std, self.loss_weight_fn = t_sampler, float(t_p_mean), float(t_p_std), loss_weight_fn
         self.train_eps = train_eps
-        self.dtype, self.device = dtype, None if device is None else torch.device(device)
 
     # the time distribution and the data conversion are flow matching's own
     train_eps = FlowMatchingLoss.train_eps
     _sample_t, _cast, forward = FlowMatchingLoss._sample_t, FlowMatchingLoss._cast, FlowMatchingLoss.forward
+
+    def _check_interval(self):
+        "TorchEBM's private name for the interval the times are drawn from: `(train_eps, 1 - train_eps)`."
+        eps = self.train_eps
+        return eps, 1 - eps
 
     def extra_repr(self):
         ct = getattr(self.ct, "__name__", self.ct)
@@ -107,6 +115,11 @@ class EquilibriumMatchingLoss(BaseLoss):
                 f"ct_multiplier={self.ct_multiplier}, time_invariant={self.time_invariant}")
 
 # %% ../../nbs/07e_equilibrium_matching.ipynb #c013
+def _randn_like(x, g):
+    "Standard normal draws shaped like `x` from `g` (on `x`'s device), through `torch.randn_like` as TorchEBM draws them."
+    if g is None or g.device == x.device: return torch.randn_like(x, generator=g)
+    return torch.randn_like(x, device=g.device, generator=g).to(x.device)
+
 def _check_time_args(t_sampler, t_p_mean, t_p_std, loss_weight_fn):
     if not callable(t_sampler) and t_sampler not in ("uniform", "lognormal"):
         raise ValueError(f't_sampler must be "uniform", "lognormal" or a callable (batch, *, device, dtype, generator) -> t, '
@@ -156,7 +169,10 @@ def training_losses(self:EquilibriumMatchingLoss,
     g, mk = (self.generator if generator is None else generator), dict(model_kwargs or {})
     x1 = self._cast(self._check_batch(x1))
     B = x1.shape[0]
-    x0c, x1c, t, weights = _draw_path(self, x1, x0, mk, g)
+    if isinstance(x0, torch.Tensor) and x0.shape != x1.shape:
+        raise ValueError(f"x0 shape {tuple(x0.shape)} must match the data's shape {tuple(x1.shape)}")
+    noise = x0 if x0 is not None else _randn_like(x1, g)     # the same stream as _draw_path's own draw, via torch.randn_like
+    x0c, x1c, t, weights = _draw_path(self, x1, noise, mk, g)
     xt, ut = self.interpolant.interpolate(x0c, x1c, t)
     t_model = torch.zeros_like(t) if self.time_invariant else t
     explicit, create = self.energy_type != "none", torch.is_grad_enabled()

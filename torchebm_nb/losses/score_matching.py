@@ -11,6 +11,7 @@ import warnings
 import torch
 import torch.nn as nn
 from ..core import BaseModel, _energy_and_grad, _alias
+from ..schedulers import Scheduler
 from .base import BaseLoss, _randn, _randint, _rademacher, _f32, _alias_attr
 
 # %% ../../nbs/07b_score_matching.ipynb #c007
@@ -203,7 +204,7 @@ class DenoisingScoreMatching(BaseLoss):
     "Denoising score matching $\\frac12\\mathbb E\\|\\nabla_xE(\\tilde x) - (\\tilde x - x)/\\sigma^2\\|^2$, $\\tilde x = x + \\sigma\\varepsilon$."
     def __init__(self,
                  model:nn.Module|None=None, # the energy model to train
-                 sigma:float|list=0.1,      # noise level, or a list of levels (one drawn per point, weighted by σ²)
+                 sigma:float|list=0.1,      # noise level, a list of levels (one drawn per point, weighted by σ²), or a `Scheduler`
                  *,
                  regularization_strength:float=0.0, # λ of TorchEBM 0.8.9's optional penalty (see above)
                  custom_regularization=None,  # its `R(x, model)`; default: the mean ‖∇ₓE‖² on the clean data
@@ -212,7 +213,7 @@ class DenoisingScoreMatching(BaseLoss):
                  dtype:torch.dtype|None=None, device=None, # convert each data batch (default: keep the data's)
                  cfg_dropout:float=0.0, null_condition=None, check_conditioning:bool=True, # conditioning, see `BaseLoss`
                  use_autograd:bool=True, functional_model:nn.Module|None=None, # TorchEBM 0.8.9's FSDP path: accepted, same computation (see above)
-                 noise_scale:float|None=None, # TorchEBM 0.8.9's name for `sigma`
+                 noise_scale=None,          # TorchEBM 0.8.9's name for `sigma`
                 ):
         super().__init__(model, generator=generator, check_finite=check_finite, dtype=dtype, device=device,
                          cfg_dropout=cfg_dropout, null_condition=null_condition, check_conditioning=check_conditioning)
@@ -221,16 +222,30 @@ class DenoisingScoreMatching(BaseLoss):
         _functional_setup(self, use_autograd, functional_model)
 
     def _set_sigma(self, sigma):
+        if isinstance(sigma, Scheduler):   # one level that follows a schedule: read at its cursor on every call
+            _check_level(sigma.value, sigma)
+            self.multi, self._sigma = False, sigma
+            return
         multi = isinstance(sigma, (list, tuple)) or (isinstance(sigma, torch.Tensor) and sigma.ndim > 0)
+        if multi and any(isinstance(s, Scheduler) for s in sigma):
+            raise TypeError("sigma: a list of levels takes numbers; give a single Scheduler for one scheduled level")
         sig = [float(s) for s in (sigma if multi else [sigma])]
         if not sig: raise ValueError("sigma must be a positive number or a non-empty list of them")
         if not all(s > 0 and math.isfinite(s) for s in sig): raise ValueError(f"every sigma must be positive and finite, got {sig}")
-        self.multi, self.sigma = multi, (sig if multi else sig[0])
+        self.multi, self._sigma = multi, (sig if multi else sig[0])
         self.register_buffer("sigmas", torch.tensor(sig), persistent=False)
+
+    @property
+    def sigma(self):
+        "The noise level (a `Scheduler`'s value at its cursor), or the list of levels."
+        s = self._sigma
+        return _check_level(s.value, s) if isinstance(s, Scheduler) else s
+    @sigma.setter
+    def sigma(self, v): self._set_sigma(v)
 
     noise_scale = property(lambda self: self.sigma, lambda self, v: self._set_sigma(v), doc="TorchEBM 0.8.9's name for `sigma`")
 
-    def extra_repr(self): return f"sigma={self.sigma}"
+    def extra_repr(self): return f"sigma={self._sigma}"
 
     def compute(self, model, x, *, model_kwargs=None, generator=None):
         rng = self.generator if generator is None else generator
@@ -245,3 +260,11 @@ class DenoisingScoreMatching(BaseLoss):
         per = _f32(0.5 * r.flatten(1).square().sum(1))
         metrics, checks = {'energy': _f32(e.detach()).mean()}, {'the energy at the noisy data': e, 'the energy gradient at the noisy data': g}
         return _add_reg(self, per.mean(), model, x, None, model_kwargs, metrics, checks), metrics, checks
+
+# %% ../../nbs/07b_score_matching.ipynb #dsm_lvl
+def _check_level(s, sched):
+    "A scheduled noise level must be a positive finite number at every step it is read."
+    s = float(s)
+    if not (s > 0 and math.isfinite(s)):
+        raise ValueError(f"sigma must be positive and finite; its scheduler {sched!r} gives {s} at step {sched.step_count}")
+    return s

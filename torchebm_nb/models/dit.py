@@ -9,10 +9,12 @@ __all__ = ['MLPTimestepEmbedder', 'patchify2d', 'unpatchify2d', 'TimestepEmbedde
            'dit_b_8', 'dit_l_2', 'dit_l_4', 'dit_l_8', 'dit_xl_2', 'dit_xl_4', 'dit_xl_8']
 
 # %% ../../nbs/05a_dit.ipynb #c003
+import contextlib
 import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel, SDPBackend
 from . import _alias, _check_size, _time_batch
 
 # %% ../../nbs/05a_dit.ipynb #c007
@@ -433,10 +435,13 @@ class DiT(nn.Module):
             raise ValueError(f"DiT expects images (B, {self.in_channels}, {self.input_size[0]}, {self.input_size[1]}), "
                              f"got shape {tuple(x.shape)}")
         c = self._condition(x, t, y, cond, generator, force_drop_ids)
-        h = self.patch_embed(x)
-        if self.pos_embed is not None: h = h + self.pos_embed
-        for block in self.blocks: h = block(h, c)
-        return self.head(h, c)
+        # a gradient in x is wanted (an energy, score matching): the plain attention kernel, differentiable to any order
+        math_attn = torch.is_grad_enabled() and x.requires_grad
+        with sdpa_kernel(SDPBackend.MATH) if math_attn else contextlib.nullcontext():
+            h = self.patch_embed(x)
+            if self.pos_embed is not None: h = h + self.pos_embed
+            for block in self.blocks: h = block(h, c)
+            return self.head(h, c)
 
 # %% ../../nbs/05a_dit.ipynb #c042
 _DIT_CONFIGS = {"S": dict(hidden_size=384, depth=12, num_heads=6), "B": dict(hidden_size=768, depth=12, num_heads=12),

@@ -254,6 +254,20 @@ def _check_count(name, v, lo=1):
         raise ValueError(f"{name} must be >= {lo} (an integer), got {v!r}")
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c016
+_MOVED = {"mode": "FlowSampler(model, mode=...)", "reverse": "FlowSampler(..., reverse=True)",
+          "diffusion_form": "FlowSampler(..., diffusion_form=...)", "diffusion_norm": "FlowSampler(..., diffusion_norm=...)",
+          "last_step": "FlowSampler(..., last_step=...)", "last_step_size": "FlowSampler(..., last_step_size=...)",
+          "ode_method": "FlowSampler(..., integrator=...)", "method": "FlowSampler(..., integrator=...)",
+          "atol": "FlowSampler(..., integrator=Dopri5Integrator(atol=..., rtol=...))",
+          "rtol": "FlowSampler(..., integrator=Dopri5Integrator(atol=..., rtol=...))",
+          "shape": "sample(n_samples, dim) or sample(x=...)", "num_steps": "sample(n_steps=...)", "z": "sample(x=...)"}
+
+def _refuse_removed(removed):
+    "A `TypeError` for the first keyword `sample` does not take: where it went, if TorchEBM moved it; else Python's message."
+    k = next(iter(removed))
+    if k in _MOVED: raise TypeError(f"FlowSampler.sample: `{k}=` was removed from sample() (by TorchEBM, before 0.8.9); use {_MOVED[k]}")
+    raise TypeError(f"FlowSampler.sample() got an unexpected keyword argument {k!r}")
+
 @patch
 def sample(self:FlowSampler,
            n_samples:int|None=None,   # number of samples B (when `x` is not given; default 1)
@@ -268,8 +282,10 @@ def sample(self:FlowSampler,
            y=None,                         # conditioning, shorthand for `model_kwargs={"y": y}`
            model_kwargs:dict|None=None,    # extra keyword arguments of every model call
            generator:torch.Generator|None=None,  # source of all randomness; the global RNG is untouched when given
+           **removed,                      # keywords TorchEBM removed from `sample`: refused, saying where they went
           ):
     "Integrate from noise to data (or back, with `reverse=True`); return `x`, then `trajectory` and/or `diagnostics` if asked."
+    if removed: _refuse_removed(removed)
     if isinstance(n_samples, torch.Tensor) and n_samples.ndim > 0:  # TorchEBM 0.8.9's order: sample(x, dim, n_steps)
         if x is not None: raise TypeError("FlowSampler.sample: a tensor first (the start, in TorchEBM 0.8.9's order) and x= too: give one")
         n_samples, x = None, n_samples

@@ -13,6 +13,7 @@ from ..core import BaseModel
 from .base import BaseSampler, _Param, _schedule_values
 from ..schedulers import Scheduler
 from .mala import _rows, _mh_step, _mh_run, _mh_bad_chains, _mh_end
+from .mala import _mh_decide, _mh_compiled
 
 # %% ../../nbs/03_hmc.ipynb #c007
 def _check_mass(mass):
@@ -46,10 +47,12 @@ class HamiltonianMonteCarlo(BaseSampler):
                  check_every:int=100,       # NaN/inf check interval in iterations
                  dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's; see `BaseSampler`)
                  device=None,               # device of the chains (default: `x`'s, else the model's)
+                 compile=False,             # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
+                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
                  integrator:str|None=None,  # TorchEBM 0.8.9's argument: None or "leapfrog" (the built-in leapfrog, the only one)
                 ):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
-                         dtype=dtype, device=device)
+                         dtype=dtype, device=device, compile=compile, compile_block=compile_block)
         self.step_size = step_size
         if isinstance(n_leapfrog_steps, bool) or not isinstance(n_leapfrog_steps, int) or n_leapfrog_steps < 1:
             raise ValueError(f"n_leapfrog_steps must be positive (an integer >= 1), got {n_leapfrog_steps!r}")
@@ -156,3 +159,48 @@ def _end(self:HamiltonianMonteCarlo, run):
     d["n_gradient_evaluations"] = 1 + run.L * run.n_steps
     if run.adapt: d["step_size_trace"] = run.da_trace
     return d
+
+# %% ../../nbs/03_hmc.ipynb #h2s02
+def _hmc_kernel(model, statics, consts, st, r, p):
+    "One HMC iteration on tensors (graph-safe): the eager `_step` without adaptation, functional."
+    L, mass = statics
+    x, E, g = st["x"], st["E"], st["g"]
+    inv_m = consts.get("inv_m")
+    p_ = r["noise"] * consts["sqrt_m"] if mass == "tensor" else r["noise"] * p["sqrt_m"] if mass == "float" else r["noise"]
+    def kin(q):
+        if mass == "tensor": return 0.5 * (q.square() * inv_m).flatten(1).sum(1)
+        return q.square().flatten(1).sum(1) * p["half_inv_m"]
+    eps_im = p["eps_im"] * inv_m if mass == "tensor" else p["eps_im"]
+    k0 = kin(p_)
+    p_ = p_ + p["half"] * g
+    xn = x
+    for i in range(L):
+        xn = xn + eps_im * p_
+        if i < L - 1: p_ = p_ + p["neg"] * model.gradient(xn)
+        else:
+            En, gn = model.energy_and_gradient(xn)
+            p_ = p_ + p["half"] * gn
+    log_alpha = ((E - En) + k0) - kin(p_)
+    return _mh_decide(st, xn, En, gn, log_alpha, r["u"], p["count"])
+
+_mh_compiled(HamiltonianMonteCarlo, _hmc_kernel)
+
+@patch
+def _c_start(self:HamiltonianMonteCarlo, run): return run.burn_in if run.adapt else 0
+@patch
+def _c_statics(self:HamiltonianMonteCarlo, run):
+    return (run.L, "tensor" if isinstance(run.inv_m, torch.Tensor) else "none" if run.inv_m is None else "float")
+@patch
+def _c_consts(self:HamiltonianMonteCarlo, run):
+    return {"sqrt_m": run.sqrt_m, "inv_m": run.inv_m} if isinstance(run.inv_m, torch.Tensor) else {}
+@patch
+def _c_params(self:HamiltonianMonteCarlo, run, t0, t1):
+    eps = [run.eps if not isinstance(run.eps, list) else run.eps[t] for t in range(t0, t1)]
+    m = run.inv_m if isinstance(run.inv_m, float) else None     # a float mass folds into the step's multipliers
+    P = {"half": [-0.5 * e for e in eps], "neg": [-e for e in eps], "eps_im": [e * m if m is not None else e for e in eps],
+         "count": [t >= run.counted_from for t in range(t0, t1)]}
+    if m is not None: P.update(sqrt_m=[run.sqrt_m] * (t1 - t0), half_inv_m=[0.5 * m] * (t1 - t0))
+    elif run.inv_m is None: P["half_inv_m"] = [0.5] * (t1 - t0)
+    return P
+@patch
+def _c_evals(self:HamiltonianMonteCarlo, run): return run.L

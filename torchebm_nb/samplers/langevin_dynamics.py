@@ -40,10 +40,12 @@ class LangevinDynamics(BaseSampler):
                  check_every:int=100,       # NaN/inf check interval in steps
                  dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's; see `BaseSampler`)
                  device=None,               # device of the chains (default: `x`'s, else the model's)
+                 compile=False,             # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
+                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
                  integrator=None,           # the step: None or "euler_maruyama" (the update above), "heun" (stochastic Heun), or an instance
                 ):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
-                         dtype=dtype, device=device)
+                         dtype=dtype, device=device, compile=compile, compile_block=compile_block)
         self.step_size, self.noise_scale, self.clamp = step_size, noise_scale, clamp
         self.integrator = resolve_integrator(integrator, default="euler_maruyama", owner="LangevinDynamics", sde=True)
         if not isinstance(self.integrator, (EulerMaruyamaIntegrator, HeunIntegrator)):
@@ -146,3 +148,58 @@ def _end(self:LangevinDynamics, run):
                             f"probably too large for this energy (each step overshoots the box); their mask is "
                             f"diagnostics['pinned']", RuntimeWarning)
     return {"pinned": pinned}
+
+# %% ../../nbs/02b_langevin_dynamics.ipynb #h2s02
+def _ld_kernel(model, statics, consts, st, r, p):
+    "One Langevin iteration on tensors (graph-safe): the eager `_step`, functional."
+    heun, clamp = statics
+    x, xi = st["x"], r["noise"] * p["c"]
+    g = model.gradient(x)
+    if heun:
+        xp = x + p["neg_eta"] * g + xi
+        xn = x + (g + model.gradient(xp)) * p["neg_half_eta"] + xi
+    else: xn = x + p["neg_eta"] * g + xi
+    out = {"x": xn}
+    if clamp is not None:
+        out["broken"] = st["broken"] | ~torch.isfinite(xn).flatten(1).all(1)
+        xn = out["x"] = xn.clamp(*clamp)
+        on = (xn == clamp[0]).logical_or(xn == clamp[1]).flatten(1).all(1)
+        out["pinned"] = torch.where(p["check"], st["pinned"] & on, st["pinned"])
+    return out
+
+def _ld_bad(statics, st):
+    bad = ~torch.isfinite(st["x"].flatten(1).square().sum(1))
+    return bad if statics[1] is None else bad | st["broken"]
+
+LangevinDynamics._c_kernel, LangevinDynamics._c_bad = staticmethod(_ld_kernel), staticmethod(_ld_bad)
+
+@patch
+def _c_statics(self:LangevinDynamics, run): return (run.heun, run.clamp)
+@patch
+def _c_state(self:LangevinDynamics, run):
+    if run.clamp is None: return {"x": run.x}
+    pinned = run.pinned if run.pinned is not None else torch.ones_like(run.broken)
+    return {"x": run.x, "broken": run.broken, "pinned": pinned}
+@patch
+def _c_load(self:LangevinDynamics, run, st):
+    run.x = st["x"]
+    if run.clamp is not None:
+        run.broken = st["broken"]
+        if run.n_checks: run.pinned = st["pinned"]
+@patch
+def _c_checks(self:LangevinDynamics, run, n):
+    if run.clamp is not None: run.n_checks += n
+@patch
+def _c_buffers(self:LangevinDynamics, run, K): return {"noise": run.x.new_zeros((K, *run.x.shape))}
+@patch
+def _c_draw(self:LangevinDynamics, run, D, i, t):
+    c = run.c if run.const else run.cs[t]
+    if c != 0: D["noise"][i].normal_(generator=run.gen)
+    else: D["noise"][i].zero_()
+@patch
+def _c_params(self:LangevinDynamics, run, t0, t1):
+    etas = [run.eta] * (t1 - t0) if run.const else run.etas[t0:t1]
+    cs = [run.c] * (t1 - t0) if run.const else run.cs[t0:t1]
+    return {"neg_eta": [-e for e in etas], "neg_half_eta": [-e / 2 for e in etas], "c": cs}
+@patch
+def _c_evals(self:LangevinDynamics, run): return 2 if run.heun else 1

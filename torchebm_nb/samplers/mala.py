@@ -70,9 +70,11 @@ class MALA(BaseSampler):
                  check_every:int=100,       # NaN/inf check interval in steps
                  dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's; see `BaseSampler`)
                  device=None,               # device of the chains (default: `x`'s, else the model's)
+                 compile=False,             # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
+                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
                 ):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
-                         dtype=dtype, device=device)
+                         dtype=dtype, device=device, compile=compile, compile_block=compile_block)
         self.step_size, self.noise_scale = step_size, noise_scale
 
     step_size, noise_scale = _Param(), _Param()  # validated on every assignment
@@ -113,3 +115,51 @@ def _energy(self:MALA, run): return run.E
 def _bad_chains(self:MALA, run): return _mh_bad_chains(run)
 @patch
 def _end(self:MALA, run): return _mh_end(self, run)
+
+# %% ../../nbs/02c_mala.ipynb #h2s02
+def _mh_state(run): return {"x": run.x, "E": run.E, "g": run.g, "n_accept": run.n_accept, "n_nonfinite": run.n_nonfinite}
+
+def _mh_load(run, st):
+    run.x, run.E, run.g, run.n_accept, run.n_nonfinite = st["x"], st["E"], st["g"], st["n_accept"], st["n_nonfinite"]
+
+def _mh_decide(st, xn, En, gn, log_alpha, u, count):
+    "The compiled MH decision: accept where log u < log alpha; the counters; the new state."
+    accept = u.log() < log_alpha
+    m = _rows(accept, xn)
+    return {"x": torch.where(m, xn, st["x"]), "E": torch.where(accept, En, st["E"]), "g": torch.where(m, gn, st["g"]),
+            "n_accept": st["n_accept"] + (accept & count), "n_nonfinite": st["n_nonfinite"] + ~torch.isfinite(log_alpha)}
+
+def _mh_cbad(statics, st):
+    return (~torch.isfinite(st["x"]).flatten(1).all(1)) | (~torch.isfinite(st["g"]).flatten(1).all(1)) | torch.isnan(st["E"])
+
+def _mh_buffers(run, K):
+    x = run.x
+    return {"noise": x.new_empty((K, *x.shape)), "u": x.new_empty((K, x.shape[0]))}
+
+def _mh_draw(run, D, i, t):
+    D["noise"][i].normal_(generator=run.gen)
+    D["u"][i].uniform_(generator=run.gen)    # = torch.rand(B, generator=...), as the eager step draws it
+
+def _mala_kernel(model, statics, consts, st, r, p):
+    "One MALA iteration on tensors (graph-safe): the eager `_step`, functional."
+    x, E, g, xi = st["x"], st["E"], st["g"], r["noise"]
+    y = x + p["neg_eta"] * g + p["c"] * xi
+    Ey, gy = model.energy_and_gradient(y)
+    back = (x - y) + p["eta"] * gy
+    log_alpha = (E - Ey) * p["inv_T"] + 0.5 * xi.square().flatten(1).sum(1) - p["inv_4eT"] * back.square().flatten(1).sum(1)
+    return _mh_decide(st, y, Ey, gy, log_alpha, r["u"], p["count"])
+
+def _mh_compiled(cls, kernel):
+    "Give a Metropolis-Hastings sampler the compiled loop's hooks: its `kernel`, and the state, draws and bad-chain test all MH samplers share."
+    cls._c_kernel, cls._c_bad = staticmethod(kernel), staticmethod(_mh_cbad)
+    cls._c_state = lambda self, run: _mh_state(run)
+    cls._c_load = lambda self, run, st: _mh_load(run, st)
+    cls._c_buffers = lambda self, run, K: _mh_buffers(run, K)
+    cls._c_draw = lambda self, run, D, i, t: _mh_draw(run, D, i, t)
+
+_mh_compiled(MALA, _mala_kernel)
+@patch
+def _c_params(self:MALA, run, t0, t1):
+    cs = run.consts[t0:t1]
+    return {"neg_eta": [-a[0] for a in cs], "eta": [a[0] for a in cs], "c": [a[1] for a in cs],
+            "inv_T": [a[2] for a in cs], "inv_4eT": [a[3] for a in cs], "count": [t >= run.counted_from for t in range(t0, t1)]}
