@@ -10,8 +10,11 @@ Cases, all float32 on the CPU with one thread, timed interleaved (each repeat ru
 - our compile time (first call, fresh inductor cache unless --warm-cache) and the break-even number of iterations
   compile_time / (eager - compiled) per iteration.
 
-Run with the benchmark venv that has JAX (`/work/jaxvenv/bin/python benchmarks/bench_compiled.py`); without JAX the
-BlackJAX/NumPyro columns are skipped with a note. Results: benchmarks/results/compiled.json.
+At 4 chains HMC also runs with `compile_block=10` (the default block is 2 iterations there), to show what a longer block
+buys where the fixed cost of calling a block matters.
+
+Run with a Python that has JAX, BlackJAX and NumPyro installed beside torch (benchmark-only dependencies:
+`pip install jax blackjax numpyro`); without them the BlackJAX/NumPyro columns are skipped with a note. Results: benchmarks/results/compiled.json.
 """
 import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -97,8 +100,9 @@ def jax_mlp_grad(net):
     return jax.grad(lambda x: -energy(x))   # grad of the log-density
 
 # ---------------------------------------------------------------- implementations: each returns (timed run, compile seconds)
-def ours_hmc(B, n, compile):
-    s = HamiltonianMonteCarlo(gaussian(), step_size=0.1, n_leapfrog_steps=10, compile=compile, compile_block=ARGS.block)
+def ours_hmc(B, n, compile, block=None):
+    s = HamiltonianMonteCarlo(gaussian(), step_size=0.1, n_leapfrog_steps=10, compile=compile,
+                              compile_block=block if block is not None else ARGS.block)
     x0 = torch.randn(B, D, generator=torch.Generator().manual_seed(1))
     run = lambda: s.sample(x=x0, n_steps=n, return_trajectory=True, generator=torch.Generator().manual_seed(2))
     first, _ = wall(run)
@@ -182,11 +186,15 @@ def case(name, n, impls, ess):
         t = statistics.median(times[k])
         res[k] = {"per_iter_s": t / n, "first_call_s": first[k], "times_s": times[k]}
         if esss[k]: res[k]["ess_per_s"] = statistics.median(esss[k])
-    e, c = res.get("eager"), res.get("compiled")
-    if e and c:
+    e = res.get("eager")
+    for k in [k for k in timers if k.startswith("compiled")]:
+        c = res[k]
         c["compile_s"] = max(0.0, c["first_call_s"] - c["per_iter_s"] * n)
-        gain = e["per_iter_s"] - c["per_iter_s"]
-        res["break_even_iterations"] = c["compile_s"] / gain if gain > 0 else None
+        if e:
+            gain = e["per_iter_s"] - c["per_iter_s"]
+            be = c["compile_s"] / gain if gain > 0 else None
+            if k == "compiled": res["break_even_iterations"] = be
+            else: c["break_even_iterations"] = be
     for k in timers:
         extra = f", ESS/s {res[k]['ess_per_s']:.0f}" if "ess_per_s" in res[k] else ""
         print(f"  {k:9s} {res[k]['per_iter_s'] * 1e6:10.1f} us/iter{extra}", flush=True)
@@ -204,6 +212,8 @@ def main():
         n = n_hmc[B]
         results["cases"][f"hmc_gaussian100_{B}"] = case(f"HMC 100-d Gaussian, {B} chains, L=10", n, {
             "eager": lambda: ours_hmc(B, n, False), "compiled": lambda: ours_hmc(B, n, True),
+            # few chains: the fixed cost of calling a block matters, so a longer block (10 iterations, 100 gradients) is faster
+            "compiled_block10": (lambda: ours_hmc(B, n, True, block=10)) if B == 4 and ARGS.block is None else None,
             "blackjax": (lambda: blackjax_hmc(B, n)) if have_bj else None,
             "numpyro": (lambda: numpyro_hmc(B, n)) if have_np else None}, ess=True)
     for B in (1000, 10_000):
@@ -216,9 +226,9 @@ def main():
     print("\n" + table(results))
 
 def table(results):
-    cols = ["eager", "compiled", "blackjax", "numpyro"]
-    lines = ["| case | ours eager | ours compiled | BlackJAX | NumPyro | compiled / eager | compiled / BlackJAX | compile s | break-even iters |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    cols = ["eager", "compiled", "compiled_block10", "blackjax", "numpyro"]
+    lines = ["| case | ours eager | ours compiled | ours compiled, compile_block=10 | BlackJAX | NumPyro | compiled / eager | compiled / BlackJAX | compile s | break-even iters |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["cases"].items():
         def cell(k):
             if k not in r: return "—"
