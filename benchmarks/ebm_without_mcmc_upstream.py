@@ -46,7 +46,7 @@ from torchebm.losses import EquilibriumMatchingLoss as UpEqM, EnergyMatchingLoss
 from torchebm.core import BaseModel as UpBaseModel, BaseCoupling as UpBaseCoupling
 from torchebm.core.base_coupling import CouplingResult as UpCouplingResult
 
-TIMING = dict(blocks=9, eqm_steps=20, em_warmup_steps=10, em_joint_steps=4)
+TIMING = dict(blocks=9, eqm_steps=100, em_warmup_steps=10, em_joint_steps=4)   # EqM steps are short: more per block
 QUICK = dict(eqm_iters=300, em_warmup=60, em_joint=20, blocks=3)
 
 
@@ -249,7 +249,17 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a few hundred steps (a smoke test)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--extra-em-seeds", default=None, help="e.g. 1,2: add energy matching at these training seeds to --out")
+    ap.add_argument("--step-times", action="store_true", help="only time the training steps again and replace them in --out")
     a = ap.parse_args(argv)
+    if a.step_times:
+        out = a.out or os.path.join(B.RESULTS, "ebm_without_mcmc_upstream.json")
+        with open(out) as f: res = json.load(f)
+        torch.set_num_threads(1)
+        res["step_time"] = time_steps(res["em_config"], TIMING["blocks"])
+        res["step_time_config"] = TIMING
+        with open(out, "w") as f: json.dump(res, f, indent=1)
+        print(format_table(res)); print(f"wrote {out}")
+        return res
     if a.extra_em_seeds:
         out = a.out or os.path.join(B.RESULTS, "ebm_without_mcmc_upstream.json")
         return extra_em_seeds(out, [int(v) for v in a.extra_em_seeds.split(",")])
