@@ -149,6 +149,8 @@ def _energy_and_grad(model, x, create_graph, mk=None):
 
 def _autograd_energy_and_grad(model, x, create_graph=False, model_kwargs=None):
     "Energy and gradient of `model` at `x` (given the conditioning `model_kwargs`) by autograd; detached unless `create_graph`."
+    if torch.compiler.is_compiling():   # inside a compiled sampler block: no inference mode to leave (and Dynamo cannot ask)
+        with torch.enable_grad(): return _energy_and_grad(model, x, create_graph, model_kwargs)
     if not torch.is_inference_mode_enabled() and not x.is_inference():
         if torch.is_grad_enabled(): return _energy_and_grad(model, x, create_graph, model_kwargs)  # no context switch at all
         with torch.enable_grad(): return _energy_and_grad(model, x, create_graph, model_kwargs)    # e.g. inside a sampler's no_grad

@@ -82,7 +82,7 @@ class BaseSampler:
         self.on_nonfinite, self.check_every = on_nonfinite, check_every
         self.dtype, self.device = dtype, device
         if compile is not False and not hasattr(type(self), "_c_kernel"):
-            raise TypeError(f"{type(self).__name__} has no compiled loop: compile= is for LangevinDynamics, MALA and HamiltonianMonteCarlo")
+            raise TypeError(f"{type(self).__name__} has no compiled loop: compile= is for LangevinDynamics, MALA, HamiltonianMonteCarlo and the descent samplers")
         self.compile, self.compile_block = compile, compile_block
 
     @property

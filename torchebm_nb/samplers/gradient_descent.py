@@ -35,9 +35,11 @@ class _DescentSampler(BaseSampler):
                  energy_function:BaseModel|None=None,  # the classic TorchEBM name of `model`
                  on_nonfinite:str="raise",   # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,        # NaN/inf check interval in steps
+                 compile=False,              # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
+                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
                 ):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
-                         dtype=dtype, device=device)
+                         dtype=dtype, device=device, compile=compile, compile_block=compile_block)
         self.step_size, self.tol = step_size, tol
 
     @property
@@ -150,9 +152,11 @@ class NesterovSampler(_DescentSampler):
                  energy_function:BaseModel|None=None,  # the classic TorchEBM name of `model`
                  on_nonfinite:str="raise",   # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,        # NaN/inf check interval in steps
+                 compile=False,              # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
+                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
                 ):
         super().__init__(model, step_size, dtype, device, tol=tol, energy_function=energy_function,
-                         on_nonfinite=on_nonfinite, check_every=check_every)
+                         on_nonfinite=on_nonfinite, check_every=check_every, compile=compile, compile_block=compile_block)
         self.momentum = momentum
 
     @property
@@ -178,3 +182,58 @@ class NesterovSampler(_DescentSampler):
     def __repr__(self):
         return (f"NesterovSampler({type(self.model).__name__}, step_size={self.step_size!r}, "
                 f"momentum={self.momentum!r}, tol={self.tol!r})")
+
+# %% ../../nbs/03b_gradient_descent.ipynb #dc01
+def _descent_kernel(model, statics, consts, st, r, p):
+    "One descent step on tensors (graph-safe): the eager `_update` on every chain, stopped chains masked."
+    nesterov, stopping = statics
+    x = st["x"]
+    if nesterov:
+        v = st["v"]
+        y = x + consts["mu"] * v
+        g = model.gradient(y)
+        v_new = v * consts["mu"] + p["neg_eta"] * g
+    else: g = model.gradient(x)
+    if not stopping:
+        return {"x": x + v_new, "v": v_new} if nesterov else {"x": x + p["neg_eta"] * g}
+    rows = lambda m: m.view(-1, *[1] * (x.ndim - 1))
+    stop = torch.linalg.vector_norm(g.flatten(1), dim=1) < consts["tol"]   # NaN never stops, as in the eager step
+    active, move = st["active"], st["active"] & ~stop
+    if nesterov:
+        v_new = torch.where(rows(stop), torch.zeros_like(v_new), v_new)
+        x_new = torch.where(rows(stop), y, x + v_new)
+        out = {"x": torch.where(rows(active), x_new, x), "v": torch.where(rows(active), v_new, v)}
+    else: out = {"x": torch.where(rows(move), x + p["neg_eta"] * g, x)}
+    return {**out, "active": move, "steps": st["steps"] + move.long()}
+
+def _descent_bad(statics, st): return ~torch.isfinite(st["x"]).flatten(1).all(1)
+
+_DescentSampler._c_kernel, _DescentSampler._c_bad = staticmethod(_descent_kernel), staticmethod(_descent_bad)
+
+@patch
+def _c_statics(self:_DescentSampler, run): return (run.v is not None, run.tol is not None)
+@patch
+def _c_consts(self:_DescentSampler, run):
+    c = {}
+    if run.tol is not None: c["tol"] = torch.tensor(run.tol, dtype=run.x.dtype, device=run.x.device)
+    if run.v is not None: c["mu"] = torch.tensor(self.momentum, dtype=run.x.dtype, device=run.x.device)
+    return c
+@patch
+def _c_state(self:_DescentSampler, run):
+    st = {"x": run.x}
+    if run.v is not None: st["v"] = run.v
+    if run.tol is not None: st.update(active=run.active, steps=run.steps)
+    return st
+@patch
+def _c_load(self:_DescentSampler, run, st):
+    run.x = st["x"]
+    if run.v is not None: run.v = st["v"]
+    if run.tol is not None: run.active, run.steps = st["active"], st["steps"]
+@patch
+def _c_buffers(self:_DescentSampler, run, K): return {}
+@patch
+def _c_draw(self:_DescentSampler, run, D, i, t): pass
+@patch
+def _c_params(self:_DescentSampler, run, t0, t1):
+    etas = run.etas[t0:t1] if run.etas is not None else [run.eta] * (t1 - t0)
+    return {"neg_eta": [-e for e in etas]}
