@@ -582,6 +582,10 @@ def _run_blocks(sampler, run, bk, gen):
                 if _dynamo_graphs() != g0: _compile_stats["recompiles"] += 1
             st, bad_at, xs, Es = out
             _after_block(sampler, run, bk, st, tb, m, bad_at, xs, Es)
+            if b + 1 < n_blocks and sampler._c_finished(run, st):   # nothing left to compute: the eager loop idles through the rest
+                sampler._c_load(run, st)
+                if sampler.on_nonfinite == "flag": bk.flagged = st["flag"]
+                return _run_eager(sampler, run, bk, tb + m, n_steps)
     sampler._c_load(run, st)
     if sampler.on_nonfinite == "flag": bk.flagged = st["flag"]
 
@@ -619,6 +623,10 @@ def _c_consts(self:BaseSampler, run): return {}
 def _c_statics(self:BaseSampler, run): return ()
 @patch
 def _c_checks(self:BaseSampler, run, n): pass
+@patch
+def _c_finished(self:BaseSampler, run, st) -> bool:
+    "Whether the state `st` after a block needs no more computation (descent with every chain stopped); checked between blocks."
+    return False
 @patch
 def __getstate__(self:BaseSampler):
     "Copies and pickles leave the compiled blocks behind: a copy builds its own on its first compiled run."

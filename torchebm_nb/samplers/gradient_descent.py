@@ -230,6 +230,8 @@ def _c_load(self:_DescentSampler, run, st):
     if run.v is not None: run.v = st["v"]
     if run.tol is not None: run.active, run.steps = st["active"], st["steps"]
 @patch
+def _c_finished(self:_DescentSampler, run, st): return run.tol is not None and not bool(st["active"].any())  # one sync per block
+@patch
 def _c_buffers(self:_DescentSampler, run, K): return {}
 @patch
 def _c_draw(self:_DescentSampler, run, D, i, t): pass
