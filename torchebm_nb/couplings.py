@@ -216,8 +216,8 @@ def _auction_assignment(cost:torch.Tensor, tol:float=1e-4, *args, **kwargs) -> t
     return ExactOTCoupling()._solve(cost)
 
 # %% ../nbs/06c_couplings.ipynb #c037
-def _sinkhorn_log(C, reg:float, n_iters:int):
-    "Entropic transport plan `(n, m)` with uniform marginals, by `n_iters` rounds of log-domain Sinkhorn updates."
+def _sinkhorn_log(C, reg:float, n_iters:int, phi:float=1.0):
+    "Entropic transport plan `(n, m)` with uniform marginals, by `n_iters` rounds of log-domain Sinkhorn updates (damped by `phi` < 1: KL-relaxed marginals)."
     n, m = C.shape
     K = C / -reg                                    # log kernel
     f = torch.zeros(n, dtype=C.dtype, device=C.device)
@@ -225,7 +225,9 @@ def _sinkhorn_log(C, reg:float, n_iters:int):
     log_a, log_b = -math.log(n), -math.log(m)
     for _ in range(n_iters):
         f = log_a - torch.logsumexp(K + g, dim=1)
+        if phi != 1.0: f = phi * f
         g = log_b - torch.logsumexp(K + f[:, None], dim=0)
+        if phi != 1.0: g = phi * g
     return (K + f[:, None] + g).exp_()
 
 def _rand(shape, generator, device, dtype):
@@ -279,16 +281,7 @@ class GreedyCoupling(BaseCostCoupling):
 # %% ../nbs/06c_couplings.ipynb #ubs1
 def _unbalanced_sinkhorn_log(C, reg:float, reg_marginal:float, n_iters:int):
     "Entropic plan `(n, m)` with KL-relaxed uniform marginals ($\\rho$ = `reg_marginal`), by `n_iters` damped log-domain Sinkhorn rounds."
-    n, m = C.shape
-    K = C / -reg
-    phi = reg_marginal / (reg_marginal + reg)
-    f = torch.zeros(n, dtype=C.dtype, device=C.device)
-    g = torch.zeros(m, dtype=C.dtype, device=C.device)
-    log_a, log_b = -math.log(n), -math.log(m)
-    for _ in range(n_iters):
-        f = phi * (log_a - torch.logsumexp(K + g, dim=1))
-        g = phi * (log_b - torch.logsumexp(K + f[:, None], dim=0))
-    return (K + f[:, None] + g).exp_()
+    return _sinkhorn_log(C, reg, n_iters, phi=reg_marginal / (reg_marginal + reg))
 
 class UnbalancedSinkhornCoupling(BaseCostCoupling):
     "Unbalanced entropic minibatch OT: partners drawn from a plan with relaxed marginals, and a weight per pair (row masses, mean 1)."
@@ -347,7 +340,7 @@ class ReflowCoupling(BaseModelCoupling):
                  flow,             # a `FlowSampler`, or a callable `x0 -> x1`
                  n_steps:int=50,   # integration steps of a `FlowSampler`
                 ):
-        if not callable(flow) and not hasattr(flow, "sample"):
+        if not (_is_flow_sampler(flow) or callable(flow)):
             raise TypeError(f"flow must be a FlowSampler or a callable x0 -> x1, got {type(flow).__name__}")
         if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps <= 0:
             raise ValueError(f"n_steps must be positive: an integer >= 1, got {n_steps!r}")
@@ -357,7 +350,7 @@ class ReflowCoupling(BaseModelCoupling):
     def _generate(self, x0, generator=None, **kwargs):
         if _is_flow_sampler(self.model):
             return self.model.sample(x=x0, n_steps=self.n_steps, generator=generator, model_kwargs=kwargs or None)
-        return self.model(x0, **kwargs)
+        return self.model(x0)   # a plain map x0 -> x1 takes no conditioning (a FlowSampler passes it to its field)
 
     def __repr__(self): return f"ReflowCoupling(n_steps={self.n_steps})"
 

@@ -805,11 +805,16 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         x_new, p_new = self._sanitize(x_new, p_new, safe)
         return x_new, p_new, None
 
-    @staticmethod
-    def _fields(force, velocity):
+    def _fields(self, force, velocity):
+        "The two fields, each counted in `nfe` (the implicit steps call them a varying number of times)."
         if force is None or velocity is None:
             raise ValueError("Both `force` (= -dH/dx) and `velocity` (= dH/dp) must be given, as callables (x, p, t) -> tensor")
-        return dict(force=force, velocity=velocity)
+        def counted(fn):
+            def call(*args):
+                self.nfe += 1
+                return fn(*args)
+            return call
+        return dict(force=counted(force), velocity=counted(velocity))
 
     def step(self, state:dict, step_size, *, force=None, velocity=None, safe:bool=False) -> dict:
         "One generalised leapfrog step: `{'x': x', 'p': p'}`."

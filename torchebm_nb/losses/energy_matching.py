@@ -77,6 +77,8 @@ class EnergyMatchingLoss(BaseLoss):
         _check_fraction("noise_fraction", noise_fraction, closed=True)
         if not (_is_number(source_std) and source_std > 0): raise ValueError(f"source_std must be a positive number, got {source_std!r}")
         if not (_is_number(energy_reg) and energy_reg >= 0): raise ValueError(f"energy_reg must be a number >= 0, got {energy_reg!r}")
+        if energy_reg > 0 and not (_is_number(epsilon_max) and epsilon_max > 0):
+            raise ValueError(f"energy_reg penalises the Boltzmann energies V/epsilon_max: it needs epsilon_max > 0, got {epsilon_max!r}")
         _check_fraction("cd_trim_fraction", cd_trim_fraction)
         if cd_clamp is not None and not (_is_number(cd_clamp) and cd_clamp >= 0):
             raise ValueError(f"cd_clamp must be a number >= 0 or None, got {cd_clamp!r}")
@@ -256,7 +258,7 @@ def _terms(self:EnergyMatchingLoss, x1, model_kwargs=None, x0=None, generator=No
         if self.cd_clamp is not None: cd = cd.clamp(min=-self.cd_clamp)
         terms.update(cd_value=cd_value, negatives=neg, pos_energy=pos_mean, neg_energy=neg_mean)
         if self.energy_reg > 0:
-            eps = max(self.epsilon_max, 1e-12)
+            eps = self.epsilon_max   # > 0 whenever energy_reg is (checked at construction)
             terms["reg_loss"] = self.energy_reg * ((_f32(pos_e) / eps).square().mean() + (_f32(neg_e) / eps).square().mean())
     else: cd = flow.new_zeros(())
     terms["cd_loss"] = cd

@@ -14,7 +14,7 @@ import warnings
 from types import SimpleNamespace
 import torch
 from fastcore.basics import patch
-from ..core import BaseModel, _all_finite, _merge_condition, _check_condition, _energy_and_grad
+from ..core import BaseModel, _all_finite, _merge_condition, _check_condition
 from ..schedulers import Scheduler, ConstantScheduler
 
 # %% ../../nbs/02a_sampler_base.ipynb #c007
@@ -466,14 +466,11 @@ def _dynamo_graphs():
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b06
 class _GraphModel:
-    "The model as a compiled block calls it: `BaseModel`'s autograd path minus the inference-mode switch that dynamo cannot trace; a model's own `gradient`/`energy_and_gradient` as they are."
+    "The model as a compiled block calls it, its conditioning bound (core's autograd path traces: it skips the inference-mode switch under `torch.compile`)."
     def __init__(self, model, mk): self.model, self.mk = model, mk
     def energy_and_gradient(self, x):
-        if type(self.model).energy_and_gradient is BaseModel.energy_and_gradient:
-            with torch.enable_grad(): return _energy_and_grad(self.model, x, False, self.mk)
         return self.model.energy_and_gradient(x, model_kwargs=self.mk) if self.mk else self.model.energy_and_gradient(x)
     def gradient(self, x):
-        if type(self.model).gradient is BaseModel.gradient: return self.energy_and_gradient(x)[1]
         return self.model.gradient(x, model_kwargs=self.mk) if self.mk else self.model.gradient(x)
 
 def _block_fn(kernel, bad, model, statics, K, record, has_E, B, reduce_overhead):
