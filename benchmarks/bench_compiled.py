@@ -1,6 +1,6 @@
 """Compiled sampler loops (issue 16): our eager loop, our compiled loop (`compile=True`), BlackJAX and NumPyro, one run.
 
-Cases, all float32 on the CPU with one thread, timed interleaved (each repeat runs every implementation once), medians:
+Cases, all float32 on the CPU with one thread (the process pinned to one core), timed interleaved (each repeat runs every implementation once), medians:
 
 - HMC, step 0.1, L = 10, on a 100-d Gaussian N(0, diag(s^2)) (dense precision matrix on both sides), 4 and 1000 chains:
   time per iteration and ESS per second (bulk ESS over all chains, mean over the coordinates, of the timed run's draws);
@@ -10,8 +10,9 @@ Cases, all float32 on the CPU with one thread, timed interleaved (each repeat ru
 - our compile time (first call, fresh inductor cache unless --warm-cache) and the break-even number of iterations
   compile_time / (eager - compiled) per iteration.
 
-At 4 chains HMC also runs with `compile_block=10` (the default block is 2 iterations there), to show what a longer block
-buys where the fixed cost of calling a block matters.
+Our compiled loop runs twice: with its default blocks (a `scan` over up to 64 iterations, compiled once for any length)
+and with unrolled blocks (K copies of the iteration in one graph, about 20 model evaluations: 2 iterations for HMC
+with L = 10, 20 for Langevin), which is what a model whose gradient a `scan` cannot trace gets, and what CUDA graphs get.
 
 Run with a Python that has JAX, BlackJAX and NumPyro installed beside torch (benchmark-only dependencies:
 `pip install jax blackjax numpyro`); without them the BlackJAX/NumPyro columns are skipped with a note. Results: benchmarks/results/compiled.json.
@@ -39,10 +40,14 @@ def _parse():
     p.add_argument("--block", type=int, default=None, help="compile_block K (default: the samplers' own, about 20 model evaluations per block)")
     p.add_argument("--warm-cache", action="store_true", help="keep the inductor disk cache (compile time then understates a first run)")
     p.add_argument("--no-jax", action="store_true", help="skip BlackJAX and NumPyro even if installed")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU core")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/compiled.json"))
     return p.parse_args()
 
 ARGS = _parse()
+# one core for everything: XLA's CPU runtime runs large dots on more than one thread even when told to use one (at
+# 10 000 chains it used both cores of this machine); pinned, every implementation gets the same single core
+if hasattr(os, "sched_setaffinity") and not ARGS.no_pin: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 if not ARGS.warm_cache: os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor_bench_")
 
 import torch
@@ -100,9 +105,9 @@ def jax_mlp_grad(net):
     return jax.grad(lambda x: -energy(x))   # grad of the log-density
 
 # ---------------------------------------------------------------- implementations: each returns (timed run, compile seconds)
-def ours_hmc(B, n, compile, block=None):
-    s = HamiltonianMonteCarlo(gaussian(), step_size=0.1, n_leapfrog_steps=10, compile=compile,
-                              compile_block=block if block is not None else ARGS.block)
+def ours_hmc(B, n, compile, unrolled=False):
+    s = HamiltonianMonteCarlo(gaussian(), step_size=0.1, n_leapfrog_steps=10, compile=compile, compile_block=ARGS.block)
+    if unrolled: s._block_kinds = ("unrolled",)
     x0 = torch.randn(B, D, generator=torch.Generator().manual_seed(1))
     run = lambda: s.sample(x=x0, n_steps=n, return_trajectory=True, generator=torch.Generator().manual_seed(2))
     first, _ = wall(run)
@@ -110,8 +115,9 @@ def ours_hmc(B, n, compile, block=None):
         t, (x, traj) = wall(run); return t, traj
     return timed, first
 
-def ours_langevin(B, n, compile):
+def ours_langevin(B, n, compile, unrolled=False):
     s = LangevinDynamics(BaseModel(network=mlp()), step_size=0.01, compile=compile, compile_block=ARGS.block)
+    if unrolled: s._block_kinds = ("unrolled",)
     x0 = torch.randn(B, 2, generator=torch.Generator().manual_seed(1))
     run = lambda: s.sample(x=x0, n_steps=n, generator=torch.Generator().manual_seed(2))
     first, _ = wall(run)
@@ -136,7 +142,10 @@ def blackjax_hmc(B, n):
     return timed, first
 
 def numpyro_hmc(B, n):
-    "NumPyro's MCMC.run traces and compiles on every call: time runs of n and 2n iterations, report the difference."
+    """NumPyro's MCMC.run traces and compiles on every call (seconds, varying by tenths): time runs of N and 2N
+    iterations, N large enough that the sampling time dwarfs that variation, and report the difference, scaled to n
+    iterations (with the last n draws, for the ESS)."""
+    N = max(n, (2_000 if ARGS.quick else 20_000) if B <= 16 else (40 if ARGS.quick else 400))
     P = jax_gaussian_logdensity()
     x0 = jnp.asarray(torch.randn(B, D, generator=torch.Generator().manual_seed(1)).numpy())
     def make(k):
@@ -146,11 +155,11 @@ def numpyro_hmc(B, n):
             mcmc.run(jax.random.PRNGKey(0), init_params=x0)
             return jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
         return run
-    one, two = make(n), make(2 * n)
+    one, two = make(N), make(2 * N)
     first, _ = wall(one)
     def timed():
         t1, _ = wall(one); t2, xs = wall(two)
-        return max(t2 - t1, 1e-9), torch.as_tensor(jax.device_get(xs))[:, n:]   # n draws in t2 - t1 seconds
+        return max(t2 - t1, 1e-9) * n / N, torch.as_tensor(jax.device_get(xs))[:, -n:]   # n of the N draws of t2 - t1 seconds
     return timed, first
 
 def blackjax_langevin(B, n):
@@ -205,6 +214,7 @@ def main():
     n_ld = {1000: 20 if ARGS.quick else 100, 10_000: 10 if ARGS.quick else 40}
     have_bj, have_np = blackjax is not None, numpyro is not None
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "block": ARGS.block, "repeats": ARGS.repeats,
+               "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                "jax_note": JAX_NOTE, "cases": {}}
     if have_bj: results["blackjax"], results["jax"] = blackjax.__version__, jax.__version__
     if have_np: results["numpyro"] = numpyro.__version__
@@ -212,22 +222,22 @@ def main():
         n = n_hmc[B]
         results["cases"][f"hmc_gaussian100_{B}"] = case(f"HMC 100-d Gaussian, {B} chains, L=10", n, {
             "eager": lambda: ours_hmc(B, n, False), "compiled": lambda: ours_hmc(B, n, True),
-            # few chains: the fixed cost of calling a block matters, so a longer block (10 iterations, 100 gradients) is faster
-            "compiled_block10": (lambda: ours_hmc(B, n, True, block=10)) if B == 4 and ARGS.block is None else None,
+            "compiled_unrolled": lambda: ours_hmc(B, n, True, unrolled=True),
             "blackjax": (lambda: blackjax_hmc(B, n)) if have_bj else None,
             "numpyro": (lambda: numpyro_hmc(B, n)) if have_np else None}, ess=True)
     for B in (1000, 10_000):
         n = n_ld[B]
         results["cases"][f"langevin_mlp_{B}"] = case(f"Langevin MLP 2-128-128-1, {B} chains", n, {
             "eager": lambda: ours_langevin(B, n, False), "compiled": lambda: ours_langevin(B, n, True),
+            "compiled_unrolled": lambda: ours_langevin(B, n, True, unrolled=True),
             "blackjax": (lambda: blackjax_langevin(B, n)) if have_bj else None}, ess=False)
     pathlib.Path(ARGS.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(ARGS.out).write_text(json.dumps(results, indent=1))
     print("\n" + table(results))
 
 def table(results):
-    cols = ["eager", "compiled", "compiled_block10", "blackjax", "numpyro"]
-    lines = ["| case | ours eager | ours compiled | ours compiled, compile_block=10 | BlackJAX | NumPyro | compiled / eager | compiled / BlackJAX | compile s | break-even iters |",
+    cols = ["eager", "compiled", "compiled_unrolled", "blackjax", "numpyro"]
+    lines = ["| case | ours eager | ours compiled | ours compiled, unrolled blocks | BlackJAX | NumPyro | compiled / eager | compiled / BlackJAX | compile s | break-even iters |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["cases"].items():
         def cell(k):

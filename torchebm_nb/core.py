@@ -147,9 +147,18 @@ def _energy_and_grad(model, x, create_graph, mk=None):
     if g is None: raise ValueError(_NO_X)
     return (e, g) if create_graph else (e.detach(), g)
 
+def _traced_energy_and_grad(model, x, mk):
+    "Energy and gradient as a compiled sampler block traces them: `torch.func.grad`, which also traces inside a `scan` body (where `torch.autograd.grad` cannot)."
+    def total(z):
+        e = model(z, **mk) if mk else model(z)
+        return e.sum(), e
+    g, e = torch.func.grad(total, has_aux=True)(x)
+    return e, g
+
 def _autograd_energy_and_grad(model, x, create_graph=False, model_kwargs=None):
     "Energy and gradient of `model` at `x` (given the conditioning `model_kwargs`) by autograd; detached unless `create_graph`."
-    if torch.compiler.is_compiling():   # inside a compiled sampler block: no inference mode to leave (and Dynamo cannot ask)
+    if torch.compiler.is_compiling():   # inside a compiled sampler block (the eager start has checked the model already)
+        if not create_graph: return _traced_energy_and_grad(model, x, model_kwargs)
         with torch.enable_grad(): return _energy_and_grad(model, x, create_graph, model_kwargs)
     if not torch.is_inference_mode_enabled() and not x.is_inference():
         if torch.is_grad_enabled(): return _energy_and_grad(model, x, create_graph, model_kwargs)  # no context switch at all

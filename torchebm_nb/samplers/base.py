@@ -58,8 +58,26 @@ def _check_compile(v):
         raise ValueError(f"compile must be True, False or one of the torch.compile modes {_COMPILE_MODES}, got {v!r}")
     return v
 
+class _CompileSettings:
+    "The `compile` and `compile_block` settings of a sampler with a compiled loop (the MCMC samplers, `FlowSampler`), validated when assigned."
+    @property
+    def compile(self):
+        "The `torch.compile` mode of the loop (`\"default\"` for `compile=True`), or `False` for the eager loop."
+        return self._compile
+    @compile.setter
+    def compile(self, v): self._compile = _check_compile(v)
+    @property
+    def compile_block(self) -> int|None:
+        "Iterations per compiled block (`None`: chosen per run: up to 64 in a scan block, about 20 model evaluations in an unrolled one)."
+        return self._compile_block
+    @compile_block.setter
+    def compile_block(self, v):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"compile_block must be a positive integer (iterations per compiled block), got {v!r}")
+        self._compile_block = v
+
 # %% ../../nbs/02a_sampler_base.ipynb #c010
-class BaseSampler:
+class BaseSampler(_CompileSettings):
     "Base class of the MCMC samplers: runs `B` chains of a model with a common `sample` interface."
     def __init__(self,
                  model:BaseModel|None=None,      # the energy model to sample from (re-assignable: `sampler.model = m`)
@@ -70,7 +88,7 @@ class BaseSampler:
                  dtype:torch.dtype|None=None,  # dtype of the chains (TorchEBM 0.8.9's argument; default: `x`'s, else the model's)
                  device=None,               # device of the chains (TorchEBM 0.8.9's argument; default: `x`'s, else the model's)
                  compile=False,             # run the loop as compiled blocks: True, or a `torch.compile` mode such as "reduce-overhead"
-                 compile_block:int|None=None,  # iterations per compiled block (with `compile`); None: about 20 model evaluations' worth
+                 compile_block:int|None=None,  # iterations per compiled block (with `compile`); None: chosen per run (up to 64)
                 ):
         if (model is None) == (energy_function is None):
             raise TypeError("give exactly one of `model=` and `energy_function=` (the older name of the same thing)")
@@ -82,24 +100,8 @@ class BaseSampler:
         self.on_nonfinite, self.check_every = on_nonfinite, check_every
         self.dtype, self.device = dtype, device
         if compile is not False and not hasattr(type(self), "_c_kernel"):
-            raise TypeError(f"{type(self).__name__} has no compiled loop: compile= is for LangevinDynamics, MALA, HamiltonianMonteCarlo and the descent samplers")
+            raise TypeError(f"{type(self).__name__} has no compiled loop: compile= is for LangevinDynamics, MALA, HamiltonianMonteCarlo, the descent samplers and FlowSampler")
         self.compile, self.compile_block = compile, compile_block
-
-    @property
-    def compile(self):
-        "The `torch.compile` mode of the loop (`\"default\"` for `compile=True`), or `False` for the eager loop."
-        return self._compile
-    @compile.setter
-    def compile(self, v): self._compile = _check_compile(v)
-    @property
-    def compile_block(self) -> int|None:
-        "Iterations per compiled block (`None`: chosen per run, about 20 model evaluations per block)."
-        return self._compile_block
-    @compile_block.setter
-    def compile_block(self, v):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"compile_block must be a positive integer (iterations per compiled block), got {v!r}")
-        self._compile_block = v
 
     @property
     def dtype(self) -> torch.dtype:
@@ -445,10 +447,12 @@ def _rng_restore(gen, device, state):
     elif device.type == "cuda": torch.cuda.set_rng_state(state, device)
     else: torch.random.set_rng_state(state)
 
-def _block_size(sampler, run):
-    "`compile_block`, or about 20 model evaluations' worth of iterations (compile time grows with the block's size)."
+def _block_size(sampler, run, kind):
+    "`compile_block`, else per kind: a `scan` block of up to 64 iterations (its draws and kept states within about 2M numbers); an unrolled block of about 20 model evaluations (its compile time grows with its size)."
     K = sampler.compile_block
-    return K if K is not None else max(1, 20 // sampler._c_evals(run))
+    if K is not None: return K
+    if kind == "scan": return max(2, min(64, 2 ** 21 // max(1, run.x.numel())))
+    return max(1, 20 // sampler._c_evals(run))
 
 @contextlib.contextmanager
 def _frozen(model):
@@ -466,36 +470,52 @@ def _dynamo_graphs():
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b06
 class _GraphModel:
-    "The model as a compiled block calls it, its conditioning bound (core's autograd path traces: it skips the inference-mode switch under `torch.compile`)."
+    "The model as a compiled block calls it, its conditioning bound (under `torch.compile` core takes the gradient with `torch.func`, which also traces inside a `scan` body)."
     def __init__(self, model, mk): self.model, self.mk = model, mk
     def energy_and_gradient(self, x):
         return self.model.energy_and_gradient(x, model_kwargs=self.mk) if self.mk else self.model.energy_and_gradient(x)
     def gradient(self, x):
         return self.model.gradient(x, model_kwargs=self.mk) if self.mk else self.model.gradient(x)
 
-def _block_fn(kernel, bad, model, statics, K, record, has_E, B, reduce_overhead):
-    "The block of `K` iterations: `(state, consts, draws, params, model_kwargs) -> (state, bad_at, xs, Es)`."
+def _iteration(kernel, bad, m, statics, consts, st, d, p):
+    "One iteration of a block: the kernel's new state (with the running `flag` of broken chains) and this check's verdict `b`."
+    flag = st["flag"]
+    new = kernel(m, statics, consts, {k: v for k, v in st.items() if k != "flag"}, d, p)
+    new = {k: new[k] for k in st if k != "flag"}
+    b = bad(statics, new).logical_and(p["check"])
+    return {**new, "flag": flag | b}, b
+
+def _block_fn(kernel, bad, model, statics, K, record, has_E, reduce_overhead):
+    "The unrolled block of `K` iterations: `(state, consts, draws, params, model_kwargs) -> (state, bad_at, xs, Es)`."
     def block(st, consts, D, P, mk):
         m = _GraphModel(model, mk)
-        st = dict(st)
-        flag = st.pop("flag")
         bad_at, xs, Es = [], [], []
         for i in range(K):
             p = {k: v[i] for k, v in P.items()}
-            new = kernel(m, statics, consts, st, {k: v[i] for k, v in D.items()}, p)
-            a = p["active"]                                    # False in the padding of a run's last block
-            st = {k: torch.where(a, new[k], v) for k, v in st.items()}
-            b = bad(statics, st).logical_and(p["check"])
-            flag = flag | b
-            bad_at.append(b.any())
+            new, b = _iteration(kernel, bad, m, statics, consts, st, {k: v[i] for k, v in D.items()}, p)
+            st = {k: torch.where(p["active"], new[k], v) for k, v in st.items()}   # inactive: the padding of a run's last block
+            bad_at.append(b.logical_and(p["active"]).any())
             if record:
                 xs.append(st["x"])
                 if has_E: Es.append(st["E"])
-        st["flag"] = flag
         out = (st, torch.stack(bad_at), torch.stack(xs) if record else None, torch.stack(Es) if record and has_E else None)
         if reduce_overhead:  # CUDA graphs reuse their output buffers at the next replay: hand out copies
             out = torch.utils._pytree.tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, out)
         return out
+    return block
+
+def _scan_block_fn(kernel, bad, model, statics, record, has_E):
+    "The block as one `scan` over its iterations, as many as the draws and parameters have rows (one graph for every length from 2): `(state, consts, draws, params, model_kwargs) -> (state, bad_at, xs, Es)`."
+    from torch._higher_order_ops.scan import scan
+    def block(st, consts, D, P, mk):
+        m = _GraphModel(model, mk)
+        def body(st, r):
+            new, b = _iteration(kernel, bad, m, statics, consts, st, *r)
+            new = {k: v.clone() if v is st[k] else v for k, v in new.items()}   # a carry passed through unchanged may not alias
+            kept = (new["x"].clone(),) + ((new["E"].clone(),) if has_E else ()) if record else ()
+            return new, (b.any(), *kept)
+        st, ys = scan(body, st, (D, P))
+        return st, ys[0], ys[1] if record else None, ys[2] if record and has_E else None
     return block
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b07
@@ -506,108 +526,167 @@ def _key_of(v):
     if isinstance(v, (int, float, str, bool, type(None))): return (type(v).__name__, v)
     return (type(v).__name__, id(v))
 
-def _compiled_block(sampler, run, st, consts, D, mk, record):
-    "The cached compiled block for this run (building it on a miss), or `None` when compiling failed before."
+def _compiled_block(sampler, run, kind, K, st, consts, D, mk, record):
+    "The cached compiled block of `kind` (\"scan\" or \"unrolled\") for this run, built on a miss; `None` when compiling it failed before."
     model = sampler.model.model if isinstance(sampler.model, _ConditionedModel) else sampler.model
-    K, statics = _block_size(sampler, run), sampler._c_statics(run)
-    key = (id(model), type(model), K, record, sampler.compile, statics, _key_of(st), _key_of(consts), _key_of(D), _key_of(mk))
+    statics, kernel, bad = sampler._c_statics(run), type(sampler)._c_kernel, type(sampler)._c_bad
+    rows = {k: v[0] for k, v in D.items()}    # a scan block serves every length: its key leaves the block size out
+    key = (kind, id(model), type(model), None if kind == "scan" else K, record, sampler.compile, statics, _key_of(st),
+           _key_of(consts), _key_of(rows), _key_of(mk))
     cache = sampler.__dict__.setdefault("_blocks", {})
     if key in cache: return key, cache[key]
-    fn = _block_fn(type(sampler)._c_kernel, type(sampler)._c_bad, model, statics, K, record, "E" in st, run.x.shape[0],
-                   sampler.compile == "reduce-overhead")
-    # on the CPU the default mode gets inductor's C++ wrapper: the block's many small kernels are then called from C++,
-    # not one by one from Python (about 20 % less time per iteration at 4 chains)
+    if kind == "scan": fn = _scan_block_fn(kernel, bad, model, statics, record, "E" in st)
+    else: fn = _block_fn(kernel, bad, model, statics, K, record, "E" in st, sampler.compile == "reduce-overhead")
+    # on the CPU the default mode gets inductor's C++ wrapper: the block's small kernels (and a scan's loop) then run
+    # from C++, not one call at a time from Python
     cpu_default = sampler.compile == "default" and run.x.device.type == "cpu"
-    opts = {"options": {"cpp_wrapper": True}} if cpu_default else {"mode": sampler.compile}
-    return key, torch.compile(fn, fullgraph=True, dynamic=False, **opts)
+    opts = {"options": {"cpp_wrapper": True, "post_grad_custom_post_pass": _narrow_pass()}} if cpu_default else {"mode": sampler.compile}
+    # a scan block's length is its one dynamic size (marked on each call); everything else is static
+    return key, torch.compile(fn, fullgraph=True, dynamic=None if kind == "scan" else False, **opts)
+
+# %% ../../nbs/02a_sampler_base.ipynb #h2b07n
+_NARROW_PASS = []
+
+def _narrow_pass():
+    "The inductor post-grad pass of the CPU blocks (built on first use: importing inductor costs a second): `mm`/`addmm` with a row-major right operand of 2 to 8 columns gets it column-major."
+    if _NARROW_PASS: return _NARROW_PASS[0]
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+    aten = torch.ops.aten
+    class NarrowOperand(CustomGraphPass):
+        def __call__(self, graph):
+            for node in list(graph.nodes):
+                if node.op != "call_function" or node.target not in (aten.mm.default, aten.addmm.default) or node.kwargs: continue
+                b = node.args[-1]
+                v = b.meta.get("val") if isinstance(b, torch.fx.Node) else None
+                if v is None or v.ndim != 2 or v.device.type != "cpu" or not isinstance(v.shape[1], int): continue
+                if not (2 <= v.shape[1] <= 8 and v.stride(1) == 1): continue
+                with graph.inserting_before(node):   # B as the transpose of a contiguous (N, K) copy: K*N numbers
+                    t = graph.call_function(aten.permute.default, (b, [1, 0]))
+                    c = graph.call_function(aten.clone.default, (t,), {"memory_format": torch.contiguous_format})
+                    bt = graph.call_function(aten.permute.default, (c, [1, 0]))
+                for n, val in ((t, v.t()), (c, v.t().contiguous()), (bt, v.t().contiguous().t())): n.meta["val"] = val
+                node.args = (*node.args[:-1], bt)
+        def uuid(self): return "torchebm_nb.samplers.base.narrow_operand.1"
+    _NARROW_PASS.append(NarrowOperand())
+    return _NARROW_PASS[0]
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b08
 def _run_blocks(sampler, run, bk, gen):
-    "The loop as compiled blocks of `compile_block` iterations (after an eager prefix the sampler may ask for)."
-    import torch._dynamo
-    n_steps, K, every, name = bk.n_steps, _block_size(sampler, run), sampler.check_every, type(sampler).__name__
-    t0 = sampler._c_start(run)
+    "The loop as compiled blocks, after an eager prefix the sampler may ask for: a `scan` block, else an unrolled one (for CUDA graphs, or a gradient a `scan` body cannot trace), else the eager loop with a warning."
+    t0, n_steps = sampler._c_start(run), bk.n_steps
     _run_eager(sampler, run, bk, 0, t0)
-    if t0 >= n_steps: return
-    x = run.x
+    if n_steps - t0 < 2: return _run_eager(sampler, run, bk, t0, n_steps)   # one step: nothing to compile for
     # fill the model's lazily cached reference tensor now: filled inside the first trace, it would fail that trace's guard later
     _model_tensor(sampler.model.model if isinstance(sampler.model, _ConditionedModel) else sampler.model)
+    err = None
+    kinds = getattr(sampler, "_block_kinds", ("scan", "unrolled"))   # (a benchmark may ask for unrolled blocks only)
+    for kind in ("unrolled",) if sampler.compile == "reduce-overhead" else kinds:
+        out = _run_compiled(sampler, run, bk, gen, t0, kind)
+        if out is True: return
+        if out is not None: err = out      # this kind failed to compile now (nothing ran); None: it had failed before
+    _compile_stats["fallbacks"] += 1
+    if err is not None:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        warnings.warn(f"{type(sampler).__name__}: compile={sampler.compile!r} could not compile the sampling loop for "
+                      f"{type(sampler.model).__name__}: the model probably breaks the graph (.item(), float(tensor), NumPy, "
+                      f"Python control flow on tensor values) [{type(err).__name__}: {msg[:200]}]; sampling "
+                      f"eagerly instead (same results, no speed-up)", RuntimeWarning)
+    _run_eager(sampler, run, bk, t0, n_steps)
+
+def _dyn(v):
+    "`v` with its leading size (a scan block's length) marked dynamic."
+    torch._dynamo.mark_dynamic(v, 0)
+    return v
+
+# %% ../../nbs/02a_sampler_base.ipynb #h2b08b
+def _run_compiled(sampler, run, bk, gen, t0, kind):
+    "Steps `t0 ..` as compiled blocks of `kind`: `True` when done; else, with nothing run, `None` (this block failed to compile before) or the exception of its first compilation."
+    import torch._dynamo
+    n_steps, every, x = bk.n_steps, sampler.check_every, run.x
+    scan = kind == "scan"
+    K = max(2, _block_size(sampler, run, kind)) if scan else _block_size(sampler, run, kind)   # a scan block has at least 2 iterations
     record = bk.traj is not None or bk.energy is not None
     st = {**sampler._c_state(run), "flag": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)}
-    consts, D = sampler._c_consts(run), sampler._c_buffers(run, K)
+    consts, D = sampler._c_consts(run), sampler._c_buffers(run, K + 1 if scan else K)
     mk = sampler.model.model_kwargs if isinstance(sampler.model, _ConditionedModel) else None
-    key, fn = _compiled_block(sampler, run, st, consts, D, mk, record)
+    try: key, fn = _compiled_block(sampler, run, kind, K, st, consts, D, mk, record)
+    except ImportError as e: return e      # a PyTorch without the `scan` operator
+    if fn is None: return None
     cache = sampler.__dict__["_blocks"]
-    if fn is None:
-        _compile_stats["fallbacks"] += 1
-        return _run_eager(sampler, run, bk, t0, n_steps)
-    # per-iteration values, padded to whole blocks; one host-to-device copy per run
+    # the blocks: K iterations each; an unrolled run's last block padded (masked iterations), a scan's last one of K + 1
+    # rather than a block of one (a scan of length 1 would be another graph)
     n = n_steps - t0
-    n_blocks = -(-n // K)
-    ts = range(t0, n_steps)
-    P = {**sampler._c_params(run, t0, n_steps), "active": [True] * n,
-         "check": [(t + 1) % every == 0 or t + 1 == n_steps for t in ts]}
-    P = {k: torch.tensor(v + v[-1:] * (n_blocks * K - n) if k != "active" else v + [False] * (n_blocks * K - n),
-                         dtype=torch.bool if isinstance(v[0], bool) else x.dtype).view(n_blocks, K).to(x.device)
-         for k, v in P.items()}
-    with torch._dynamo.config.patch(trace_autograd_ops=True, recompile_limit=64), _frozen(sampler.model):
-        for b in range(n_blocks):
-            tb = t0 + b * K
-            m = min(K, n_steps - tb)
+    starts = list(range(t0, n_steps, K))
+    if scan and n_steps - starts[-1] == 1: starts.pop()
+    bounds = list(zip(starts, starts[1:] + [n_steps]))
+    pad = 0 if scan else len(bounds) * K - n
+    # per-iteration values, one host-to-device copy per run
+    P = {**sampler._c_params(run, t0, n_steps), "check": [(t + 1) % every == 0 or t + 1 == n_steps for t in range(t0, n_steps)]}
+    if not scan: P["active"] = [True] * n
+    P = {k: torch.tensor(v + ([False] * pad if k == "active" else v[-1:] * pad),
+                         dtype=torch.bool if isinstance(v[0], bool) else x.dtype).to(x.device) for k, v in P.items()}
+    rows = {k: v.unbind(0) for k, v in D.items()}   # the buffers' rows, made once: `_c_draw` fills `rows[k][i]`
+    done = t0   # steps run so far
+    with torch._dynamo.config.patch(trace_autograd_ops=True, recompile_limit=64, automatic_dynamic_shapes=False), _frozen(sampler.model):
+        for b, (tb, te) in enumerate(bounds):
+            m = te - tb
             first = key not in cache
             if first: state = _rng_state(gen, x.device)
-            for i in range(m): sampler._c_draw(run, D, i, tb + i)
-            Pb = {k: v[b] for k, v in P.items()}
+            for i in range(m): sampler._c_draw(run, rows, i, tb + i)
+            if scan:
+                Db = {k: _dyn(v[:m]) for k, v in D.items()}
+                Pb = {k: _dyn(v[tb - t0:tb - t0 + m]) for k, v in P.items()}
+            else: Db, Pb = D, {k: v[b * K:(b + 1) * K] for k, v in P.items()}
             if first:
-                try: out = fn(st, consts, D, Pb, mk)
-                except Exception as e:  # a model that breaks the graph, or a backend failure: run eagerly
+                try: out = fn(st, consts, Db, Pb, mk)
+                except Exception as e:  # a model that breaks the graph, or a backend failure: nothing has changed
                     cache[key] = None
                     _rng_restore(gen, x.device, state)
-                    _compile_stats["fallbacks"] += 1
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    warnings.warn(f"{name}: compile={sampler.compile!r} could not compile the sampling loop for "
-                                  f"{type(sampler.model).__name__}: the model probably breaks the graph (.item(), float(tensor), NumPy, "
-                                  f"Python control flow on tensor values) [{type(e).__name__}: {msg[:200]}]; sampling "
-                                  f"eagerly instead (same results, no speed-up)", RuntimeWarning)
-                    return _run_eager(sampler, run, bk, tb, n_steps)
+                    return e
                 cache[key] = fn
                 _compile_stats["compiles"] += 1
             else:
                 g0 = _dynamo_graphs()
-                out = fn(st, consts, D, Pb, mk)
+                out = fn(st, consts, Db, Pb, mk)
                 if b == 0: _compile_stats["hits"] += 1
                 if _dynamo_graphs() != g0: _compile_stats["recompiles"] += 1
             st, bad_at, xs, Es = out
             _after_block(sampler, run, bk, st, tb, m, bad_at, xs, Es)
-            if b + 1 < n_blocks and sampler._c_finished(run, st):   # nothing left to compute: the eager loop idles through the rest
-                sampler._c_load(run, st)
-                if sampler.on_nonfinite == "flag": bk.flagged = st["flag"]
-                return _run_eager(sampler, run, bk, tb + m, n_steps)
+            done = tb + m
+            if done < n_steps and sampler._c_finished(run, st):   # nothing left to compute: the eager loop idles through the rest
+                break
     sampler._c_load(run, st)
     if sampler.on_nonfinite == "flag": bk.flagged = st["flag"]
+    _run_eager(sampler, run, bk, done, n_steps)
+    return True
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b09
 def _after_block(sampler, run, bk, st, tb, m, bad_at, xs, Es):
-    "Keep the block's kept states and energies; in raise mode, raise at the first failed check."
-    for i in range(m):
-        s = tb + i + 1
-        if s == bk.next_keep:
-            if bk.traj is not None: bk.traj[:, bk.k] = xs[i]
-            if bk.energy is not None: bk.energy[:, bk.k] = Es[i] if Es is not None else sampler.model(xs[i])
-            bk.k, bk.next_keep = bk.k + 1, bk.next_keep + bk.thin
-    checks = [tb + i + 1 for i in range(m) if (tb + i + 1) % sampler.check_every == 0 or tb + i + 1 == bk.n_steps]
-    if not checks: return
+    "Keep the block's kept states and energies (one copy for all of them); in raise mode, raise at the first failed check."
+    if bk.next_keep <= tb + m:
+        i0, th = bk.next_keep - tb - 1, bk.thin
+        c = len(range(i0, m, th))          # kept states in this block: steps next_keep, next_keep + thin, ... up to tb + m
+        if bk.traj is not None: bk.traj[:, bk.k:bk.k + c] = xs[i0:m:th].transpose(0, 1)
+        if bk.energy is not None:
+            if Es is not None: bk.energy[:, bk.k:bk.k + c] = Es[i0:m:th].transpose(0, 1)
+            else:
+                for j, i in enumerate(range(i0, m, th)): bk.energy[:, bk.k + j] = sampler.model(xs[i])
+        bk.k, bk.next_keep = bk.k + c, bk.next_keep + c * th
+    every, end = sampler.check_every, tb + m
+    n_checks = end // every - tb // every + (end == bk.n_steps and end % every != 0)   # multiples of check_every, and the last step
+    if not n_checks: return
     if sampler.on_nonfinite == "raise" and bool(bad_at.any()):   # one synchronisation per block with a check point
         first = tb + int(bad_at.nonzero()[0, 0]) + 1
-        t0 = max([c for c in checks if c < first], default=bk.last_check)
+        before = (first - 1) // every * every                   # the last check point before the failed one
+        t0 = before if before > tb else bk.last_check
         sampler._c_load(run, st)
         bad = sampler._bad_chains(run)
         raise FloatingPointError(
             f"{type(sampler).__name__}: {sampler._describe_bad(run, bad)} during steps {t0 + 1}-{first} (compiled loop; "
             f"the state described is the one at step {tb + m}); usually the step size is too large for this energy, or "
             f"the energy/gradient overflows. Use on_nonfinite='flag' to finish the run and get the mask of failed chains.")
-    sampler._c_checks(run, len(checks))
-    bk.last_check = checks[-1]
+    sampler._c_checks(run, n_checks)
+    bk.last_check = end if end == bk.n_steps else end // every * every
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b11
 @patch

@@ -8,14 +8,17 @@ __all__ = ['PredictionType', 'FlowSampler']
 # %% ../../nbs/06d_flow_sampler.ipynb #c003
 import enum
 import math
+import warnings
 import torch
 from torch import nn
 from fastcore.basics import patch
 from ..interpolants import (BaseInterpolant, VariancePreservingInterpolant, expand_t_like_x,
                                       resolve_interpolant, _DIFFUSION_FORMS, _nonzero)
-from ..integrators import BaseIntegrator, Dopri5Integrator, resolve_integrator
-from ..core import _merge_condition, _check_condition
-from .base import _eval_mode
+from ..integrators import (BaseIntegrator, Dopri5Integrator, resolve_integrator, BaseRungeKuttaIntegrator,
+                                     BackwardEulerMaruyamaIntegrator, _noise_coef)
+from ..core import _merge_condition, _check_condition, check_finite
+from .base import (_eval_mode, _check_compile, _compile_stats, _rng_state, _rng_restore, _dyn,
+                                      _narrow_pass, _key_of, _dynamo_graphs, _CompileSettings)
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c007
 class PredictionType(enum.Enum):
@@ -42,7 +45,7 @@ def _check_fraction(name, v):
     return float(v)
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c008
-class FlowSampler:
+class FlowSampler(_CompileSettings):
     "Samples a flow or diffusion model by integrating its probability-flow ODE (`mode='ode'`) or a reverse-time SDE (`mode='sde'`) from noise ($t = 0$) to data ($t = 1$)."
     def __init__(self,
                  model:nn.Module,          # called as `model(x, t, **model_kwargs)`, `t` of shape `(B,)`; returns the shape of `x`
@@ -60,6 +63,8 @@ class FlowSampler:
                  dtype:torch.dtype|None=None,     # dtype of the states (default: the model's, or `x`'s)
                  device=None,                     # device of the states (default: the model's, or `x`'s)
                  integrator:str|BaseIntegrator|None=None,  # None ("dopri5" for ODEs, "euler_maruyama" for SDEs), a name or an instance
+                 compile=False,            # run a fixed-step integrator's loop as compiled blocks: True or a `torch.compile` mode
+                 compile_block:int|None=None,  # steps per compiled block (None: up to 64, see the sampler base's *Compiled loops*)
                 ):
         if not callable(model): raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
         self.model = model
@@ -97,6 +102,8 @@ class FlowSampler:
         self.integrator = resolve_integrator(integrator, default="dopri5" if mode == "ode" else "euler_maruyama",
                                              owner="FlowSampler", sde=mode == "sde")
         self._default_n_steps = 50 if mode == "ode" else 250
+        self.compile, self.compile_block = compile, compile_block
+        if self.compile: _compilable(self.integrator)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -173,7 +180,7 @@ def _fields(self:FlowSampler, model_kwargs, counter):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"the model must return a tensor of the shape of x, {tuple(x.shape)} "
                              f"(a {kind.name.lower()} for each row), got {got}")
-        counter[0] += 1
+        if not torch.compiler.is_compiling(): counter[0] += 1   # a compiled loop counts its calls itself
         return out
     def velocity(x, t):
         out = predict(x, t)
@@ -189,8 +196,6 @@ def _fields(self:FlowSampler, model_kwargs, counter):
         sigma = it.compute_sigma_t(expand_t_like_x(t, x))[0]
         return it.noise_to_velocity(out, x, t), -out / _nonzero(sigma)   # Tweedie: s = -E[x0 | x] / sigma
     return velocity, velocity_and_score
-
-
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c014
 def _model_tensor(model):
@@ -286,6 +291,7 @@ def sample(self:FlowSampler,
           ):
     "Integrate from noise to data (or back, with `reverse=True`); return `x`, then `trajectory` and/or `diagnostics` if asked."
     if removed: _refuse_removed(removed)
+    if self.compile: _compilable(self.integrator)   # (the integrator may have been replaced since construction)
     if isinstance(n_samples, torch.Tensor) and n_samples.ndim > 0:  # TorchEBM 0.8.9's order: sample(x, dim, n_steps)
         if x is not None: raise TypeError("FlowSampler.sample: a tensor first (the start, in TorchEBM 0.8.9's order) and x= too: give one")
         n_samples, x = None, n_samples
@@ -321,27 +327,31 @@ def sample(self:FlowSampler,
     want = traj is not None or diag is not None
     if adaptive and not want: grid = ts[[0, -1]]
     counter = [0]
-    velocity, velocity_and_score = self._fields(kw, counter)
+    drift, diffusion, velocity, velocity_and_score = self._flow_fields(kw, counter)
     with torch.no_grad(), _eval_mode(self.model):
-        if sde:
-            it, form, norm = self.interpolant, self.diffusion_form, self.diffusion_norm
-            w = lambda x, t: it.compute_diffusion(x, t, form=form, norm=norm)
-            def drift(x, t):
-                v, s = velocity_and_score(x, t)
-                return v + w(x, t) * s
-            x = self.integrator.solve(drift, x, grid, diffusion=lambda x, t: (2 * w(x, t)).sqrt(),
-                                      generator=generator, callback=cb if want else None)
-            if self.last_step is not None:
-                x = self._last_step(x, t1, drift, velocity, velocity_and_score)
-                if n_kept and n_steps % thin == 0:
-                    keep(n_kept - 1, x)
-                    if diag is not None: diag["t"][-1] = t1 + self.last_step_size
-        else:
-            x = self.integrator.solve(velocity, x, grid, callback=cb if want else None)
+        if self.compile: x = _compiled_solve(self, kw, x, grid, generator, cb if want else None, counter)
+        else: x = self.integrator.solve(drift, x, grid, diffusion=diffusion, generator=generator, callback=cb if want else None)
+        if sde and self.last_step is not None:
+            x = self._last_step(x, t1, drift, velocity, velocity_and_score)
+            if n_kept and n_steps % thin == 0:
+                keep(n_kept - 1, x)
+                if diag is not None: diag["t"][-1] = t1 + self.last_step_size
     self.nfe = counter[0]   # model evaluations of the last call (also diagnostics["nfe"])
     if diag is not None: diag["nfe"] = counter[0]
     out = (x,) + ((traj,) if return_trajectory else ()) + ((diag,) if return_diagnostics else ())
     return out[0] if len(out) == 1 else out
+
+@patch
+def _flow_fields(self:FlowSampler, model_kwargs, counter):
+    "The `drift(x, t)` and `diffusion(x, t)` to integrate (`None` for the ODE), and the model's `velocity` and `velocity_and_score`."
+    velocity, velocity_and_score = self._fields(model_kwargs, counter)
+    if self.mode == "ode": return velocity, None, velocity, velocity_and_score
+    it, form, norm = self.interpolant, self.diffusion_form, self.diffusion_norm
+    w = lambda x, t: it.compute_diffusion(x, t, form=form, norm=norm)
+    def drift(x, t):
+        v, s = velocity_and_score(x, t)
+        return v + w(x, t) * s
+    return drift, lambda x, t: (2 * w(x, t)).sqrt(), velocity, velocity_and_score
 
 @patch
 def _last_step(self:FlowSampler, x, t1, drift, velocity, velocity_and_score):
@@ -353,6 +363,94 @@ def _last_step(self:FlowSampler, x, t1, drift, velocity, velocity_and_score):
     te = expand_t_like_x(t, x)
     alpha, sigma = self.interpolant.compute_alpha_t(te)[0], self.interpolant.compute_sigma_t(te)[0]
     return (x + sigma ** 2 * s) / alpha
+
+# %% ../../nbs/06d_flow_sampler.ipynb #c016b
+def _compilable(integ):
+    "Check that `integ` can run as compiled blocks: a fixed-step Runge–Kutta method (an adaptive one chooses its steps from the data)."
+    if isinstance(integ, BaseRungeKuttaIntegrator) and integ.error_weights is None and not isinstance(integ, BackwardEulerMaruyamaIntegrator):
+        return integ
+    why = ("chooses its steps from the state as it goes" if getattr(integ, "error_weights", None) is not None else
+           "solves an implicit equation by iteration" if isinstance(integ, BackwardEulerMaruyamaIntegrator) else "is not a Runge–Kutta method")
+    raise ValueError(f"compile= runs a fixed-step integrator as compiled blocks; {type(integ).__name__} {why}: pass "
+                     f"integrator='rk4' (or 'heun', 'midpoint', 'euler'; 'euler_maruyama' or 'heun' for an SDE), or compile=False")
+
+def _flow_block_fn(sampler, integ, B, record):
+    "A block of fixed steps as one `scan`: `(x, draws, params, model_kwargs) -> (x, states)`; `params` hold each step's `t`, `h` and $\\sqrt{|h|}$."
+    from torch._higher_order_ops.scan import scan
+    def block(x, D, P, kw):
+        drift, diffusion = sampler._flow_fields(kw, None)[:2]    # the conditioning as an input of the graph, not a constant
+        def body(x, r):
+            d, p = r
+            t = p["t"].expand(B)
+            gz = None if diffusion is None else _noise_coef(diffusion(x, t), x) * p["sq"] * d["z"]
+            xn = integ._fstep(drift, x, t, p["h"], None, gz)
+            return xn, (xn.clone(),) if record else (xn.isfinite().all(),)
+        x, ys = scan(body, x, (D, P))
+        return x, ys[0] if record else None
+    return block
+
+def _compiled_solve(self, kw, x, grid, generator, callback, counter):
+    "`integrator.solve` over the grid `ts` as compiled `scan` blocks, the noise drawn eagerly per step as the eager loop draws it; the eager solve (with a warning) if compiling fails."
+    integ = _compilable(self.integrator)
+    drift, diffusion = self._flow_fields(kw, counter)[:2]
+    eager = lambda: integ.solve(drift, x, grid, diffusion=diffusion, generator=generator, callback=callback)
+    ts = [float(t) for t in grid]
+    n, B = len(ts) - 1, x.shape[0]
+    if n < 2: return eager()                                   # one step: nothing to compile for
+    check_finite(x, "the initial state x")
+    K = max(2, self.compile_block or min(64, 2 ** 21 // max(1, x.numel())))
+    record = callback is not None
+    key = (id(self.model), type(integ), id(integ), integ.n_evals, self.mode, self.prediction_type, self.negate_velocity,
+           id(self.interpolant), self.diffusion_form, self.diffusion_norm, record, self.compile, _key_of(x), _key_of(kw))
+    cache = self.__dict__.setdefault("_blocks", {})
+    fn = cache.get(key, False)
+    if fn is None: _compile_stats["fallbacks"] += 1; return eager()
+    first = fn is False
+    opts = ({"options": {"cpp_wrapper": True, "post_grad_custom_post_pass": _narrow_pass()}}
+            if self.compile == "default" and x.device.type == "cpu" else {"mode": self.compile})
+    make = lambda: torch.compile(_flow_block_fn(self, integ, B, record), fullgraph=True, dynamic=None, **opts)
+    hs = [b - a for a, b in zip(ts, ts[1:])]
+    P = {k: torch.tensor(v, dtype=x.dtype).to(x.device) for k, v in
+         (("t", ts[:-1]), ("h", hs), ("sq", [math.sqrt(abs(h)) for h in hs]))}
+    D = {"z": x.new_empty((K + 1, *x.shape))} if diffusion is not None else {}
+    starts = list(range(0, n, K))
+    if n - starts[-1] == 1: starts.pop()                       # a last block of K + 1 steps rather than one of 1
+    state = _rng_state(generator, x.device) if first else None
+    with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+        for b, (s0, s1) in enumerate(zip(starts, starts[1:] + [n])):
+            m = s1 - s0
+            if diffusion is not None:
+                for i in range(m): D["z"][i].normal_(generator=generator)
+            Db, Pb = {k: _dyn(v[:m]) for k, v in D.items()}, {k: _dyn(v[s0:s1]) for k, v in P.items()}
+            if first and b == 0:
+                try:
+                    fn = make()     # (inside the try: a PyTorch without the `scan` operator fails here)
+                    x_new, xs = fn(x, Db, Pb, kw)
+                except Exception as e:      # a model that breaks the graph: the eager loop, from the same random state
+                    cache[key] = None
+                    _compile_stats["fallbacks"] += 1
+                    _rng_restore(generator, x.device, state)
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    warnings.warn(f"FlowSampler: compile={self.compile!r} could not compile the integration loop for "
+                                  f"{type(self.model).__name__}: the model probably breaks the graph [{type(e).__name__}: "
+                                  f"{msg[:200]}]; integrating eagerly instead (same results, no speed-up)", RuntimeWarning)
+                    return eager()
+                cache[key] = fn
+                _compile_stats["compiles"] += 1
+            else:
+                g0 = _dynamo_graphs()
+                x_new, xs = fn(x, Db, Pb, kw)
+                if b == 0: _compile_stats["hits"] += 1
+                if _dynamo_graphs() != g0: _compile_stats["recompiles"] += 1
+            x = x_new
+            if record:
+                for i in range(m): callback(s0 + i + 1, ts[s0 + i + 1], xs[i])
+    counter[0] += n * integ.n_evals
+    integ.nfe = n * integ.n_evals
+    try: check_finite(x, f"{type(integ).__name__}: the solution")
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{e}; the drift returned NaN/inf, or the step is too large for this drift") from None
+    return x
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c034
 @patch

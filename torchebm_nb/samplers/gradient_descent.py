@@ -36,7 +36,7 @@ class _DescentSampler(BaseSampler):
                  on_nonfinite:str="raise",   # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,        # NaN/inf check interval in steps
                  compile=False,              # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
-                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
+                 compile_block:int|None=None,  # iterations per compiled block (None: chosen per run, see `BaseSampler`)
                 ):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
                          dtype=dtype, device=device, compile=compile, compile_block=compile_block)
@@ -153,7 +153,7 @@ class NesterovSampler(_DescentSampler):
                  on_nonfinite:str="raise",   # "raise" or "flag" (see `BaseSampler`)
                  check_every:int=100,        # NaN/inf check interval in steps
                  compile=False,              # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
-                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
+                 compile_block:int|None=None,  # iterations per compiled block (None: chosen per run, see `BaseSampler`)
                 ):
         super().__init__(model, step_size, dtype, device, tol=tol, energy_function=energy_function,
                          on_nonfinite=on_nonfinite, check_every=check_every, compile=compile, compile_block=compile_block)

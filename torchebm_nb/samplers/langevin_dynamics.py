@@ -41,7 +41,7 @@ class LangevinDynamics(BaseSampler):
                  dtype:torch.dtype|None=None,  # dtype of the chains (default: `x`'s, else the model's; see `BaseSampler`)
                  device=None,               # device of the chains (default: `x`'s, else the model's)
                  compile=False,             # run the loop as compiled blocks: True or a `torch.compile` mode (see `BaseSampler`)
-                 compile_block:int|None=None,  # iterations per compiled block (None: about 20 model evaluations' worth)
+                 compile_block:int|None=None,  # iterations per compiled block (None: chosen per run, see `BaseSampler`)
                  integrator=None,           # the step: None or "euler_maruyama" (the update above), "heun" (stochastic Heun), or an instance
                 ):
         super().__init__(model, energy_function=energy_function, on_nonfinite=on_nonfinite, check_every=check_every,
