@@ -60,11 +60,11 @@ class FlowSampler(_CompileSettings):
                  diffusion_norm:float|None=None,  # SDE only: the scale of $w(t)$, default 1
                  last_step=_MEAN,                 # SDE only: final step "Mean", "Euler", "Tweedie" or None
                  last_step_size:float|None=None,  # SDE only: its length in $t$, default 0.04
+                 compile=False,            # run a fixed-step integrator's loop as compiled blocks: True or a `torch.compile` mode
+                 compile_block:int|None=None,  # steps per compiled block (None: up to 64, see the sampler base's *Compiled loops*)
                  dtype:torch.dtype|None=None,     # dtype of the states (default: the model's, or `x`'s)
                  device=None,                     # device of the states (default: the model's, or `x`'s)
                  integrator:str|BaseIntegrator|None=None,  # None ("dopri5" for ODEs, "euler_maruyama" for SDEs), a name or an instance
-                 compile=False,            # run a fixed-step integrator's loop as compiled blocks: True or a `torch.compile` mode
-                 compile_block:int|None=None,  # steps per compiled block (None: up to 64, see the sampler base's *Compiled loops*)
                 ):
         if not callable(model): raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
         self.model = model
