@@ -121,12 +121,12 @@ def _sample_t(self:FlowMatchingLoss, B:int, like:torch.Tensor, generator) -> tor
 
 # %% ../../nbs/07d_flow_matching.ipynb #c015
 def _draw_path(loss, x1, x0, mk, g):
-    "`(x0, x1, t, weights)` of a path loss: noise (or the given `x0`), the coupled pairs, the times (drawn in that order)."
+    "`(x0, x1, t, weights)` of a path loss: noise (or the given `x0`, checked), the coupled pairs, the times (drawn in that order)."
     B = x1.shape[0]
     if x0 is None: x0 = _randn(x1.shape, g, x1.device, x1.dtype)
     else:
         if not isinstance(x0, torch.Tensor): raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-        if x0.shape != x1.shape: raise ValueError(f"x0 must have the data's shape {tuple(x1.shape)}, got {tuple(x0.shape)}")
+        if x0.shape != x1.shape: raise ValueError(f"x0 shape {tuple(x0.shape)} must match the data's shape {tuple(x1.shape)}")
         x0 = x0.to(device=x1.device, dtype=x1.dtype)
     if type(loss.coupling) is IndependentCoupling: x0c, x1c, weights = x0, x1, None   # the common case: no call
     else:
