@@ -367,16 +367,16 @@ EulerIntegrator = EulerMaruyamaIntegrator
 
 # %% ../nbs/06b_integrators.ipynb #bemc
 def _picard(update, init, max_iter:int, tol:float, check_every:int):
-    "Fixed-point iteration `y <- update(y)` from `init`: `max_iter` updates, or fewer once the RMS change is below `tol` (checked every `check_every` updates; 0: never)."
-    y = update(init)
+    "Fixed-point iteration `y <- update(y)` from `init`: `max_iter` updates, or fewer once the RMS change is below `tol` (checked every `check_every` updates; 0: never). Returns `(y, updates made)`."
+    y, n = update(init), 1
     for it in range(1, max_iter):
-        y_next = update(y)
+        y_next, n = update(y), n + 1
         if check_every > 0 and it % check_every == 0:
             done = float((y_next - y).detach().square().mean().sqrt()) < tol   # one host read per check
             y = y_next
             if done: break
         else: y = y_next
-    return y
+    return y, n
 
 def _check_solver(owner, max_iter, tol, check_every):
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
@@ -408,7 +408,10 @@ class BackwardEulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
 
     def _fstep(self, f, x, t, h, k1=None, gz=None):
         t1 = t + h
-        y = _picard(lambda y: x + h * f(y, t1), x, self.solver_max_iter, self.solver_tol, self.solver_check_every)
+        y, n = _picard(lambda y: x + h * f(y, t1), x, self.solver_max_iter, self.solver_tol, self.solver_check_every)
+        # `nfe` was set to solver_max_iter per step before the loop: count the updates an early stop saved, and the
+        # drift at the start that the loop evaluated (`k1`) although an implicit step does not use it
+        self.nfe += n - self.solver_max_iter + (k1 is not None)
         return y if gz is None else y + gz
 
 # %% ../nbs/06b_integrators.ipynb #c028
@@ -798,9 +801,9 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
 
     def _one(self, x, p, h, t, safe, cache, force, velocity):
         n, tol, every, h2 = self.solver_max_iter, self.solver_tol, self.solver_check_every, 0.5 * h
-        p_half = self._clamp(_picard(lambda q: p + h2 * force(x, q, t), p, n, tol, every), safe)
+        p_half = self._clamp(_picard(lambda q: p + h2 * force(x, q, t), p, n, tol, every)[0], safe)
         x_base = x + h2 * velocity(x, p_half, t)
-        x_new = self._clamp(_picard(lambda y: x_base + h2 * velocity(y, p_half, t), x, n, tol, every), safe)
+        x_new = self._clamp(_picard(lambda y: x_base + h2 * velocity(y, p_half, t), x, n, tol, every)[0], safe)
         p_new = p_half + h2 * self._clamp(force(x_new, p_half, t), safe)
         x_new, p_new = self._sanitize(x_new, p_new, safe)
         return x_new, p_new, None
