@@ -7,6 +7,7 @@ __all__ = ['BaseSampler', 'compile_stats']
 
 # %% ../../nbs/02a_sampler_base.ipynb #c003
 import contextlib
+import functools
 import inspect
 import math
 import operator
@@ -447,12 +448,21 @@ def _rng_restore(gen, device, state):
     elif device.type == "cuda": torch.cuda.set_rng_state(state, device)
     else: torch.random.set_rng_state(state)
 
+def _scan_length(compile_block, x):
+    "Iterations per `scan` block: `compile_block`, else up to 64 with its draws and kept states within about 2M numbers; at least 2."
+    return max(2, compile_block or min(64, 2 ** 21 // max(1, x.numel())))
+
 def _block_size(sampler, run, kind):
-    "`compile_block`, else per kind: a `scan` block of up to 64 iterations (its draws and kept states within about 2M numbers); an unrolled block of about 20 model evaluations (its compile time grows with its size)."
+    "Iterations per block of `kind`: a scan's (`_scan_length`), or `compile_block`, else about 20 model evaluations, for an unrolled one (its compile time grows with its size)."
+    if kind == "scan": return _scan_length(sampler.compile_block, run.x)
     K = sampler.compile_block
-    if K is not None: return K
-    if kind == "scan": return max(2, min(64, 2 ** 21 // max(1, run.x.numel())))
-    return max(1, 20 // sampler._c_evals(run))
+    return K if K is not None else max(1, 20 // sampler._c_evals(run))
+
+def _block_bounds(t0, t1, K, scan):
+    "The blocks' `(first step, end)` over steps `t0 .. t1-1`, `K` steps each; a scan's last block has `K + 1` rather than leave a block of one step (a scan of length 1 would be another graph)."
+    starts = list(range(t0, t1, K))
+    if scan and t1 - starts[-1] == 1: starts.pop()
+    return list(zip(starts, starts[1:] + [t1]))
 
 @contextlib.contextmanager
 def _frozen(model):
@@ -526,30 +536,48 @@ def _key_of(v):
     if isinstance(v, (int, float, str, bool, type(None))): return (type(v).__name__, v)
     return (type(v).__name__, id(v))
 
-def _compiled_block(sampler, run, kind, K, st, consts, D, mk, record):
-    "The cached compiled block of `kind` (\"scan\" or \"unrolled\") for this run, built on a miss; `None` when compiling it failed before."
+def _compile_block_fn(fn, mode, device, scan):
+    "`torch.compile` of a block function. On the CPU the default mode gets inductor's C++ wrapper (the block's small kernels, and a scan's loop, run from C++, not one call at a time from Python) and the narrow-operand pass below; a scan block's length is its one dynamic size (marked on each call), everything else is static."
+    opts = ({"options": {"cpp_wrapper": True, "post_grad_custom_post_pass": _narrow_pass()}}
+            if mode == "default" and device.type == "cpu" else {"mode": mode})
+    return torch.compile(fn, fullgraph=True, dynamic=None if scan else False, **opts)
+
+def _call_block(cache, key, make, args, first_of_run):
+    "Call the cached block `key`, building it with `make()` on a miss: its output, or the exception of a failed first compilation (the key is then marked failed, `None`). Counts compiles, hits and recompiles. (A key that failed before is the caller's to skip.)"
+    fn = cache.get(key)
+    if fn is None:
+        try:
+            fn = make()
+            out = fn(*args)
+        except Exception as e:   # a model that breaks the graph, a backend failure, a PyTorch without `scan`
+            cache[key] = None
+            return e
+        cache[key] = fn
+        _compile_stats["compiles"] += 1
+        return out
+    g0 = _dynamo_graphs()
+    out = fn(*args)
+    if first_of_run: _compile_stats["hits"] += 1
+    if _dynamo_graphs() != g0: _compile_stats["recompiles"] += 1
+    return out
+
+def _block_key(sampler, run, kind, K, st, consts, D, mk, record):
+    "The cache key of this run's block of `kind` (\"scan\" or \"unrolled\"), and a function building it."
     model = sampler.model.model if isinstance(sampler.model, _ConditionedModel) else sampler.model
     statics, kernel, bad = sampler._c_statics(run), type(sampler)._c_kernel, type(sampler)._c_bad
     rows = {k: v[0] for k, v in D.items()}    # a scan block serves every length: its key leaves the block size out
     key = (kind, id(model), type(model), None if kind == "scan" else K, record, sampler.compile, statics, _key_of(st),
            _key_of(consts), _key_of(rows), _key_of(mk))
-    cache = sampler.__dict__.setdefault("_blocks", {})
-    if key in cache: return key, cache[key]
-    if kind == "scan": fn = _scan_block_fn(kernel, bad, model, statics, record, "E" in st)
-    else: fn = _block_fn(kernel, bad, model, statics, K, record, "E" in st, sampler.compile == "reduce-overhead")
-    # on the CPU the default mode gets inductor's C++ wrapper: the block's small kernels (and a scan's loop) then run
-    # from C++, not one call at a time from Python
-    cpu_default = sampler.compile == "default" and run.x.device.type == "cpu"
-    opts = {"options": {"cpp_wrapper": True, "post_grad_custom_post_pass": _narrow_pass()}} if cpu_default else {"mode": sampler.compile}
-    # a scan block's length is its one dynamic size (marked on each call); everything else is static
-    return key, torch.compile(fn, fullgraph=True, dynamic=None if kind == "scan" else False, **opts)
+    def make():
+        if kind == "scan": fn = _scan_block_fn(kernel, bad, model, statics, record, "E" in st)
+        else: fn = _block_fn(kernel, bad, model, statics, K, record, "E" in st, sampler.compile == "reduce-overhead")
+        return _compile_block_fn(fn, sampler.compile, run.x.device, kind == "scan")
+    return key, make
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b07n
-_NARROW_PASS = []
-
+@functools.cache
 def _narrow_pass():
     "The inductor post-grad pass of the CPU blocks (built on first use: importing inductor costs a second): `mm`/`addmm` with a row-major right operand of 2 to 8 columns gets it column-major."
-    if _NARROW_PASS: return _NARROW_PASS[0]
     from torch._inductor.custom_graph_pass import CustomGraphPass
     aten = torch.ops.aten
     class NarrowOperand(CustomGraphPass):
@@ -567,8 +595,7 @@ def _narrow_pass():
                 for n, val in ((t, v.t()), (c, v.t().contiguous()), (bt, v.t().contiguous().t())): n.meta["val"] = val
                 node.args = (*node.args[:-1], bt)
         def uuid(self): return "torchebm_nb.samplers.base.narrow_operand.1"
-    _NARROW_PASS.append(NarrowOperand())
-    return _NARROW_PASS[0]
+    return NarrowOperand()
 
 # %% ../../nbs/02a_sampler_base.ipynb #h2b08
 def _run_blocks(sampler, run, bk, gen):
@@ -604,22 +631,17 @@ def _run_compiled(sampler, run, bk, gen, t0, kind):
     import torch._dynamo
     n_steps, every, x = bk.n_steps, sampler.check_every, run.x
     scan = kind == "scan"
-    K = max(2, _block_size(sampler, run, kind)) if scan else _block_size(sampler, run, kind)   # a scan block has at least 2 iterations
+    K = _block_size(sampler, run, kind)
     record = bk.traj is not None or bk.energy is not None
     st = {**sampler._c_state(run), "flag": torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)}
     consts, D = sampler._c_consts(run), sampler._c_buffers(run, K + 1 if scan else K)
     mk = sampler.model.model_kwargs if isinstance(sampler.model, _ConditionedModel) else None
-    try: key, fn = _compiled_block(sampler, run, kind, K, st, consts, D, mk, record)
-    except ImportError as e: return e      # a PyTorch without the `scan` operator
-    if fn is None: return None
-    cache = sampler.__dict__["_blocks"]
-    # the blocks: K iterations each; an unrolled run's last block padded (masked iterations), a scan's last one of K + 1
-    # rather than a block of one (a scan of length 1 would be another graph)
+    key, make = _block_key(sampler, run, kind, K, st, consts, D, mk, record)
+    cache = sampler.__dict__.setdefault("_blocks", {})
+    if key in cache and cache[key] is None: return None
+    bounds = _block_bounds(t0, n_steps, K, scan)
     n = n_steps - t0
-    starts = list(range(t0, n_steps, K))
-    if scan and n_steps - starts[-1] == 1: starts.pop()
-    bounds = list(zip(starts, starts[1:] + [n_steps]))
-    pad = 0 if scan else len(bounds) * K - n
+    pad = 0 if scan else len(bounds) * K - n   # an unrolled run's last block ends in masked iterations
     # per-iteration values, one host-to-device copy per run
     P = {**sampler._c_params(run, t0, n_steps), "check": [(t + 1) % every == 0 or t + 1 == n_steps for t in range(t0, n_steps)]}
     if not scan: P["active"] = [True] * n
@@ -637,19 +659,10 @@ def _run_compiled(sampler, run, bk, gen, t0, kind):
                 Db = {k: _dyn(v[:m]) for k, v in D.items()}
                 Pb = {k: _dyn(v[tb - t0:tb - t0 + m]) for k, v in P.items()}
             else: Db, Pb = D, {k: v[b * K:(b + 1) * K] for k, v in P.items()}
-            if first:
-                try: out = fn(st, consts, Db, Pb, mk)
-                except Exception as e:  # a model that breaks the graph, or a backend failure: nothing has changed
-                    cache[key] = None
-                    _rng_restore(gen, x.device, state)
-                    return e
-                cache[key] = fn
-                _compile_stats["compiles"] += 1
-            else:
-                g0 = _dynamo_graphs()
-                out = fn(st, consts, Db, Pb, mk)
-                if b == 0: _compile_stats["hits"] += 1
-                if _dynamo_graphs() != g0: _compile_stats["recompiles"] += 1
+            out = _call_block(cache, key, make, (st, consts, Db, Pb, mk), b == 0)
+            if isinstance(out, Exception):   # the first compilation failed: nothing has changed
+                _rng_restore(gen, x.device, state)
+                return out
             st, bad_at, xs, Es = out
             _after_block(sampler, run, bk, st, tb, m, bad_at, xs, Es)
             done = tb + m

@@ -17,8 +17,8 @@ from ..interpolants import (BaseInterpolant, VariancePreservingInterpolant, expa
 from ..integrators import (BaseIntegrator, Dopri5Integrator, resolve_integrator, BaseRungeKuttaIntegrator,
                                      BackwardEulerMaruyamaIntegrator, _noise_coef)
 from ..core import _merge_condition, _check_condition, check_finite
-from .base import (_eval_mode, _check_compile, _compile_stats, _rng_state, _rng_restore, _dyn,
-                                      _narrow_pass, _key_of, _dynamo_graphs, _CompileSettings)
+from .base import (_eval_mode, _compile_stats, _rng_state, _rng_restore, _dyn, _key_of,
+                                      _CompileSettings, _scan_length, _block_bounds, _compile_block_fn, _call_block)
 
 # %% ../../nbs/06d_flow_sampler.ipynb #c007
 class PredictionType(enum.Enum):
@@ -390,59 +390,41 @@ def _flow_block_fn(sampler, integ, B, record):
     return block
 
 def _compiled_solve(self, kw, x, grid, generator, callback, counter):
-    "`integrator.solve` over the grid `ts` as compiled `scan` blocks, the noise drawn eagerly per step as the eager loop draws it; the eager solve (with a warning) if compiling fails."
+    "`integrator.solve` over the grid as compiled `scan` blocks, the noise drawn eagerly per step as the eager loop draws it; the eager solve (with a warning) if compiling fails."
     integ = _compilable(self.integrator)
     drift, diffusion = self._flow_fields(kw, counter)[:2]
-    eager = lambda: integ.solve(drift, x, grid, diffusion=diffusion, generator=generator, callback=callback)
+    eager = lambda x0=x: integ.solve(drift, x0, grid, diffusion=diffusion, generator=generator, callback=callback)
     ts = [float(t) for t in grid]
     n, B = len(ts) - 1, x.shape[0]
     if n < 2: return eager()                                   # one step: nothing to compile for
     check_finite(x, "the initial state x")
-    K = max(2, self.compile_block or min(64, 2 ** 21 // max(1, x.numel())))
-    record = callback is not None
+    K, record = _scan_length(self.compile_block, x), callback is not None
     key = (id(self.model), type(integ), id(integ), integ.n_evals, self.mode, self.prediction_type, self.negate_velocity,
            id(self.interpolant), self.diffusion_form, self.diffusion_norm, record, self.compile, _key_of(x), _key_of(kw))
     cache = self.__dict__.setdefault("_blocks", {})
-    fn = cache.get(key, False)
-    if fn is None: _compile_stats["fallbacks"] += 1; return eager()
-    first = fn is False
-    opts = ({"options": {"cpp_wrapper": True, "post_grad_custom_post_pass": _narrow_pass()}}
-            if self.compile == "default" and x.device.type == "cpu" else {"mode": self.compile})
-    make = lambda: torch.compile(_flow_block_fn(self, integ, B, record), fullgraph=True, dynamic=None, **opts)
+    if key in cache and cache[key] is None: _compile_stats["fallbacks"] += 1; return eager()
+    make = lambda: _compile_block_fn(_flow_block_fn(self, integ, B, record), self.compile, x.device, True)
     hs = [b - a for a, b in zip(ts, ts[1:])]
     P = {k: torch.tensor(v, dtype=x.dtype).to(x.device) for k, v in
          (("t", ts[:-1]), ("h", hs), ("sq", [math.sqrt(abs(h)) for h in hs]))}
-    D = {"z": x.new_empty((K + 1, *x.shape))} if diffusion is not None else {}
-    starts = list(range(0, n, K))
-    if n - starts[-1] == 1: starts.pop()                       # a last block of K + 1 steps rather than one of 1
-    state = _rng_state(generator, x.device) if first else None
+    z = x.new_empty((K + 1, *x.shape)) if diffusion is not None else None
+    state = _rng_state(generator, x.device) if key not in cache else None
     with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
-        for b, (s0, s1) in enumerate(zip(starts, starts[1:] + [n])):
+        for b, (s0, s1) in enumerate(_block_bounds(0, n, K, True)):
             m = s1 - s0
-            if diffusion is not None:
-                for i in range(m): D["z"][i].normal_(generator=generator)
-            Db, Pb = {k: _dyn(v[:m]) for k, v in D.items()}, {k: _dyn(v[s0:s1]) for k, v in P.items()}
-            if first and b == 0:
-                try:
-                    fn = make()     # (inside the try: a PyTorch without the `scan` operator fails here)
-                    x_new, xs = fn(x, Db, Pb, kw)
-                except Exception as e:      # a model that breaks the graph: the eager loop, from the same random state
-                    cache[key] = None
-                    _compile_stats["fallbacks"] += 1
-                    _rng_restore(generator, x.device, state)
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    warnings.warn(f"FlowSampler: compile={self.compile!r} could not compile the integration loop for "
-                                  f"{type(self.model).__name__}: the model probably breaks the graph [{type(e).__name__}: "
-                                  f"{msg[:200]}]; integrating eagerly instead (same results, no speed-up)", RuntimeWarning)
-                    return eager()
-                cache[key] = fn
-                _compile_stats["compiles"] += 1
-            else:
-                g0 = _dynamo_graphs()
-                x_new, xs = fn(x, Db, Pb, kw)
-                if b == 0: _compile_stats["hits"] += 1
-                if _dynamo_graphs() != g0: _compile_stats["recompiles"] += 1
-            x = x_new
+            if z is not None:
+                for i in range(m): z[i].normal_(generator=generator)
+            D = {"z": _dyn(z[:m])} if z is not None else {}
+            out = _call_block(cache, key, make, (x, D, {k: _dyn(v[s0:s1]) for k, v in P.items()}, kw), b == 0)
+            if isinstance(out, Exception):      # a model that breaks the graph: the eager loop, from the same random state
+                _compile_stats["fallbacks"] += 1
+                _rng_restore(generator, x.device, state)
+                msg = str(out).strip().splitlines()[0] if str(out).strip() else ""
+                warnings.warn(f"FlowSampler: compile={self.compile!r} could not compile the integration loop for "
+                              f"{type(self.model).__name__}: the model probably breaks the graph [{type(out).__name__}: "
+                              f"{msg[:200]}]; integrating eagerly instead (same results, no speed-up)", RuntimeWarning)
+                return eager()
+            x, xs = out
             if record:
                 for i in range(m): callback(s0 + i + 1, ts[s0 + i + 1], xs[i])
     counter[0] += n * integ.n_evals
