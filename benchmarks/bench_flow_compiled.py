@@ -10,26 +10,16 @@ thread, the process pinned to one core, timed interleaved (medians of repeats):
 Reports time per integration step, the compile time (first call) and the break-even number of steps. Results:
 benchmarks/results/flow_compiled.json.
 """
-import os
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-import argparse
 import json
 import pathlib
 import statistics
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _single_core import start
 
-def _parse():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=7, help="interleaved repeats (medians over them)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/flow_compiled.json"))
-    return p.parse_args()
-
-ARGS = _parse()
-if hasattr(os, "sched_setaffinity"): os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
+ARGS = start(__doc__, "flow_compiled.json")
 import torch
 torch.set_num_threads(1)
 from torchebm_nb.models import TimeConditionedMLP

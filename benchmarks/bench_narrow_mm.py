@@ -10,9 +10,6 @@ Both parts on one CPU thread, float32, medians of interleaved repeats:
 
 Results: benchmarks/results/narrow_mm.json.
 """
-import os
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-import argparse
 import json
 import math
 import pathlib
@@ -20,17 +17,10 @@ import statistics
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _single_core import start
 
-def _parse():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=7, help="interleaved repeats (medians over them)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks/results/narrow_mm.json"))
-    return p.parse_args()
-
-ARGS = _parse()
-if hasattr(os, "sched_setaffinity"): os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
+ARGS = start(__doc__, "narrow_mm.json")
 import torch
 torch.set_num_threads(1)
 import torchebm_nb.samplers.base as base
